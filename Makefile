@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := demo-output
+
+.PHONY: install demo test test-all lint bench clean
+
+$(BIN)/albertprep: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/albertprep
+
+# The demo corpus is the English Wikipedia sample that gensim's wheel ships
+# (PyPI); only that one file is unpacked, gensim is not installed.
+$(DEMO)/data/enwiki-sample.xml.bz2: | install
+	mkdir -p $(DEMO)/data $(DEMO)/wheel
+	$(BIN)/pip download --quiet --no-deps --dest $(DEMO)/wheel gensim==4.4.0
+	$(BIN)/python -m pipelines.demo_data $(DEMO)/wheel $(DEMO)/data
+
+demo: install $(DEMO)/data/enwiki-sample.xml.bz2
+	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --overwrite
+	$(BIN)/albertprep show $(DEMO)/documents
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: install
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/extract.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info

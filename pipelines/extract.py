@@ -1,0 +1,195 @@
+"""The corpus stage as a Beam pipeline: inputs → documents + summary.json.
+
+The graph uses only Create, ParDo (one output each), GroupByKey and a
+single terminal step, because that is what Beam's DaskRunner translates
+faithfully: it computes only the last transform of the graph, mixes the
+tagged outputs of a multi-output ParDo, drops what finish_bundle emits and
+evaluates side inputs eagerly. Counts therefore travel as data (one report
+per task) as well as in Beam counters, which the DaskRunner does not report.
+
+Each task writes its own output files, named by its task number, from
+documents in input order: the files are byte-identical whatever the runner
+or worker count, and no shuffle holds the corpus in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipelines import sources
+from pipelines.documents import Outcome
+
+SUMMARY = "summary.json"
+SUMMARY_FORMAT = "albertprep.extract/1"
+_LOG = logging.getLogger(__name__)
+
+
+def output_names(task_index: int, task_count: int) -> dict[str, str]:
+    stem = f"documents-{task_index:05d}-of-{task_count:05d}"
+    return {"jsonl": f"{stem}.jsonl", "text": f"{stem}.txt"}
+
+
+class _AtomicFile:
+    """Written under a temporary name, renamed on success: a retried or
+    killed worker never leaves a half-written file under the final name."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._temporary = f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+        self._file = FileSystems.create(self._temporary)
+
+    def write(self, text: str) -> None:
+        self._file.write(text.encode("utf-8"))
+
+    def __enter__(self) -> _AtomicFile:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self._file.close()
+        if error_type is not None:
+            FileSystems.delete([self._temporary])
+            return
+        if FileSystems.exists(self._path):
+            FileSystems.delete([self._path])
+        FileSystems.rename([self._temporary], [self._path])
+
+
+class ExtractTask(beam.DoFn):
+    """Reads one task and writes its documents in both output formats."""
+
+    def __init__(self, output_dir: str, task_count: int):
+        self._output_dir = output_dir
+        self._task_count = task_count
+
+    def process(self, keyed_tasks: tuple[int, list[sources.ReadTask]]) -> Iterator[dict]:
+        for task in keyed_tasks[1]:
+            yield self._extract(task)
+
+    def _extract(self, task: sources.ReadTask) -> dict:
+        started = time.monotonic()
+        report = sources.TaskReport()
+        names = output_names(task.index, self._task_count)
+        with (
+            _AtomicFile(FileSystems.join(self._output_dir, names["jsonl"])) as jsonl,
+            _AtomicFile(FileSystems.join(self._output_dir, names["text"])) as text,
+        ):
+            for document in sources.read_task(task, report):
+                jsonl.write(document.to_json() + "\n")
+                text.write(document.to_bert_text())
+        for outcome, count in report.outcomes.items():
+            Metrics.counter("albertprep.extract", outcome).inc(count)
+        Metrics.counter("albertprep.extract", "decoding_fallback").inc(len(report.decoding_fallbacks))
+        Metrics.counter("albertprep.extract", "truncated_input").inc(len(report.truncated))
+        _LOG.info(
+            "extract: task %d/%d (%s) done in %.1fs: %d documents",
+            task.index + 1, self._task_count, os.path.basename(task.path),
+            time.monotonic() - started, report.outcomes[Outcome.ARTICLE.value],
+        )
+        return {
+            "task": task.index,
+            "source": task.source,
+            "outcomes": dict(report.outcomes),
+            "skips": [dataclasses.asdict(skip) | {"outcome": skip.outcome.value} for skip in report.skips],
+            "files_read": sorted(report.files_read),
+            "decoding_fallbacks": report.decoding_fallbacks,
+            "truncated": report.truncated,
+            "sentences": report.sentences,
+            "characters": report.characters,
+            "outputs": names,
+        }
+
+
+def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
+    """The run's accounting: every page, book and record read, by outcome."""
+    reports = sorted(task_reports, key=lambda r: r["task"])
+    outcomes: Counter = Counter({o.value: 0 for o in Outcome})
+    by_source: dict[str, Counter] = {}
+    fallbacks, truncated = {}, {}
+    for report in reports:
+        outcomes.update(report["outcomes"])
+        by_source.setdefault(report["source"], Counter()).update(report["outcomes"])
+        fallbacks.update(report["decoding_fallbacks"])
+        for path, message in report["truncated"].items():
+            truncated[path] = f"{truncated[path]}; {message}" if path in truncated else message
+    files_read = sorted({path for report in reports for path in report["files_read"]})
+    return {
+        "format": SUMMARY_FORMAT,
+        "inputs": inputs,
+        "read": sum(outcomes.values()),
+        "outcomes": dict(outcomes),
+        "documents": outcomes[Outcome.ARTICLE.value],
+        "sentences": sum(r["sentences"] for r in reports),
+        "characters": sum(r["characters"] for r in reports),
+        "by_source": {source: dict(counts) for source, counts in sorted(by_source.items())},
+        "files": {
+            "read": len(files_read),
+            "decoding_fallback": fallbacks,
+            "truncated": truncated,
+        },
+        "skipped_examples": [skip for report in reports for skip in report["skips"]],
+        "outputs": {
+            "jsonl": [r["outputs"]["jsonl"] for r in reports],
+            "text": [r["outputs"]["text"] for r in reports],
+        },
+    }
+
+
+class WriteSummary(beam.DoFn):
+    def __init__(self, output_dir: str, inputs: list[dict]):
+        self._output_dir = output_dir
+        self._inputs = inputs
+
+    def process(self, keyed_reports: tuple[int, list[dict]]) -> Iterator[dict]:
+        summary = summarize(list(keyed_reports[1]), self._inputs)
+        text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+        with _AtomicFile(FileSystems.join(self._output_dir, SUMMARY)) as f:
+            f.write(text)
+        yield summary
+
+
+def build(pipeline: beam.Pipeline, tasks: list[sources.ReadTask], output_dir: str, inputs: list[dict]) -> None:
+    """Adds the extract graph to `pipeline`.
+
+    Tasks enter largest first and unshuffled, keyed by task number: the
+    local runner deals groups to its workers round-robin in arrival order,
+    so this balances their work; Dask spreads the keys over its partitions.
+    """
+    largest_first = sorted(tasks, key=lambda t: (-t.size, t.index))
+    (
+        pipeline
+        | "Tasks" >> beam.Create([(t.index, t) for t in largest_first], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Extract" >> beam.ParDo(ExtractTask(output_dir, len(tasks)))
+        | "KeyReports" >> beam.Map(lambda report: (0, report))
+        | "GatherReports" >> beam.GroupByKey()
+        | "WriteSummary" >> beam.ParDo(WriteSummary(output_dir, inputs))
+    )
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses a finished output unless told to overwrite; then clears it."""
+    summary = FileSystems.join(output_dir, SUMMARY)
+    if FileSystems.exists(summary):
+        if not overwrite:
+            raise FileExistsError(
+                f"{output_dir} already holds a finished extract ({SUMMARY}); pass --overwrite to replace it"
+            )
+        old = FileSystems.match([FileSystems.join(output_dir, "documents-*")])[0].metadata_list
+        FileSystems.delete([m.path for m in old] + [summary])
+    if not FileSystems.exists(output_dir):
+        FileSystems.mkdirs(output_dir)
+
+
+def read_summary(output_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(output_dir, SUMMARY)) as f:
+        return json.loads(f.read().decode("utf-8"))

@@ -1,0 +1,50 @@
+"""Which Beam runner a job uses, and the options that make it behave.
+
+The embedded default is the FnApiRunner, named explicitly: Beam's
+DirectRunner would first try to download the Prism binary and, offline,
+fall back with only a warning. `--workers N` runs it with N worker
+processes. Any other runner comes from ordinary Beam pipeline options
+(`--runner=...` and that runner's own flags), passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_SETUP_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+def _has_flag(beam_args: list[str], name: str) -> bool:
+    return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
+
+
+def make_pipeline(beam_args: list[str], workers: int = 1, parallel_tasks: int = 1) -> beam.Pipeline:
+    """A pipeline on the runner `beam_args` name, else the local FnApiRunner.
+
+    `parallel_tasks` is how many independent pieces of work the job has:
+    the DaskRunner puts all of a Create in one partition (one worker) unless
+    told otherwise, so we give it one partition per piece.
+    """
+    beam_args = list(beam_args)
+    if not _has_flag(beam_args, "--runner"):
+        options = PipelineOptions(beam_args)
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = workers
+        direct.direct_running_mode = "multi_processing" if workers > 1 else "in_memory"
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    runner = next(a.split("=", 1)[1] for a in beam_args if a.startswith("--runner="))
+    if "DaskRunner" in runner and not (
+        _has_flag(beam_args, "--dask_npartitions") or _has_flag(beam_args, "--dask_partition_size")
+    ):
+        beam_args.append(f"--dask_npartitions={max(1, parallel_tasks)}")
+    options = PipelineOptions(beam_args)
+    remote = any(name in runner for name in ("Dataflow", "Flink", "Spark", "Portable"))
+    setup = options.view_as(SetupOptions)
+    if remote and not setup.setup_file and os.path.exists(_SETUP_PY):
+        setup.setup_file = _SETUP_PY  # ship this project to the remote workers
+    return beam.Pipeline(options=options)

@@ -1,0 +1,332 @@
+"""Inputs → read tasks → documents, with every input unit accounted for.
+
+Planning runs once, at launch: it expands the user's inputs (files,
+directories, globs, `kind:` prefixes) into `ReadTask`s, each a piece of
+work one worker does alone (a book, a range of a multistream dump, a byte
+range of a text file, an index range of a TFDS split). Tasks are numbered
+in sorted path order, so their outputs are the same files on every runner.
+
+Reading a task yields its documents and records in a `TaskReport` what
+became of every page, book and record it read.
+"""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import books, mediawiki, textformats
+from pipelines.documents import Document, Outcome, Section, Skip
+from pipelines.sentences import split_sentences
+from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError, wikitext_to_blocks
+
+KINDS = ("wiki", "book", "sentences", "jsonl", "tfds")
+_MAX_SKIP_EXAMPLES = 20  # per task; the counts are always complete
+_WIKI_NAME = re.compile(r"^([a-z0-9_]+wik[a-z]+)")
+
+
+class InputError(ValueError):
+    """An input the planner cannot read; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    split_bytes: int = 64 << 20  # target size of a text or multistream task
+    tfds_records_per_task: int = 50_000
+    text_field: str = "text"
+    title_field: str = "title"
+    tfds_data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadTask:
+    index: int
+    kind: str
+    path: str
+    source: str  # the id prefix: wiki dbname, "books", a file's stem
+    size: int = 0  # bytes of input this task reads (whole file for one-task files)
+    start: int = 0
+    end: int = 0
+    multistream: bool = False
+    hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES
+    split: str = ""  # TFDS split name
+    options: PlanOptions = PlanOptions()
+
+
+@dataclasses.dataclass
+class TaskReport:
+    """What one task read; merged across tasks into the run's summary."""
+
+    outcomes: Counter = dataclasses.field(default_factory=Counter)
+    skips: list[Skip] = dataclasses.field(default_factory=list)
+    files_read: set[str] = dataclasses.field(default_factory=set)
+    decoding_fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
+    truncated: dict[str, str] = dataclasses.field(default_factory=dict)
+    sentences: int = 0
+    characters: int = 0
+
+    def count(self, outcome: Outcome, skip: Skip | None = None) -> None:
+        self.outcomes[outcome.value] += 1
+        if skip is not None and len(self.skips) < _MAX_SKIP_EXAMPLES:
+            self.skips.append(skip)
+
+
+# --- planning ---------------------------------------------------------------
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path.rstrip("/"))
+    for suffix in (".bz2", ".gz", ".xml", ".jsonl", ".json", ".txt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def _guess_kind(path: str) -> str | None:
+    name = os.path.basename(path)
+    if name.endswith("-index.txt.bz2") or name.endswith("-index.txt"):
+        return None  # a multistream index: read with its dump
+    if re.search(r"\.xml(\.bz2)?$|\.xml-.*\.bz2$", name):
+        return "wiki"
+    if name.endswith((".jsonl", ".json")):
+        return "jsonl"
+    if name.endswith(".txt"):
+        return "book"
+    raise InputError(f"{path}: cannot tell its format from its name; prefix it with one of {', '.join(KINDS)} and ':'")
+
+
+def _expand(spec: str) -> list[tuple[str, str, int]]:
+    """(kind, path, size) of each file an input names."""
+    kind = None
+    head, sep, rest = spec.partition(":")
+    if sep and head in KINDS:
+        kind, spec = head, rest
+    if kind == "tfds":
+        return [("tfds", spec, 0)]
+    if os.path.isdir(spec):
+        pattern = os.path.join(spec, "**")
+    else:
+        pattern = spec
+    metadata = FileSystems.match([pattern])[0].metadata_list
+    if not metadata:
+        raise InputError(f"{spec}: no such file")
+    files = []
+    for meta in sorted(metadata, key=lambda m: m.path):
+        if os.path.isdir(meta.path):
+            continue
+        file_kind = kind or _guess_kind(meta.path)
+        if file_kind is not None:
+            files.append((file_kind, meta.path, meta.size_in_bytes))
+    if not files:
+        raise InputError(f"{spec}: no input files in it")
+    return files
+
+
+def _multistream_index(path: str) -> str | None:
+    if "multistream" not in os.path.basename(path) or not path.endswith(".xml.bz2"):
+        return None
+    index = path[: -len(".xml.bz2")] + "-index.txt.bz2"
+    return index if FileSystems.exists(index) else None
+
+
+def _multistream_siteinfo(path: str, header_end: int) -> mediawiki.SiteInfo:
+    """The <siteinfo> of the dump's first stream (localised namespace names)."""
+    siteinfo = mediawiki.SiteInfo()
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        for _ in mediawiki.iter_multistream_pages(f, 0, header_end, siteinfo):
+            pass
+    return siteinfo
+
+
+def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
+    match = _WIKI_NAME.match(os.path.basename(path))
+    source = match[1] if match else _stem(path)
+    index = _multistream_index(path)
+    if index is None:
+        return [dict(kind="wiki", path=path, source=source, size=size, end=size)]
+    with FileSystems.open(index, compression_type="uncompressed") as f:
+        offsets = mediawiki.read_multistream_offsets(f)
+    if not offsets:
+        raise InputError(f"{index}: an empty multistream index")
+    siteinfo = _multistream_siteinfo(path, offsets[0])
+    return [
+        dict(kind="wiki", path=path, source=source, size=end - start, start=start, end=end,
+             multistream=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
+        for start, end in mediawiki.plan_stream_ranges(offsets, size, options.split_bytes)
+    ]
+
+
+def _tfds_builder(spec: str, options: PlanOptions):
+    import tensorflow_datasets as tfds
+
+    if os.path.isdir(spec):
+        return tfds.builder_from_directory(spec)
+    try:
+        return tfds.builder(spec, data_dir=options.tfds_data_dir)
+    except Exception as error:  # tfds raises many kinds for a missing dataset
+        raise InputError(f"tfds:{spec}: cannot open the prepared dataset ({error})") from error
+
+
+def _tfds_tasks(spec: str, options: PlanOptions) -> list[dict]:
+    builder = _tfds_builder(spec, options)
+    tasks = []
+    for split, info in sorted(builder.info.splits.items()):
+        count = info.num_examples
+        step = options.tfds_records_per_task
+        for start in range(0, max(count, 1), step):
+            tasks.append(dict(kind="tfds", path=spec, source=builder.info.name, split=split,
+                              start=start, end=min(count, start + step)))
+    return tasks
+
+
+def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTask]:
+    """Read tasks for the given inputs, numbered in a runner-independent order."""
+    specs = []
+    seen: dict[tuple[str, str], str] = {}
+    for spec in inputs:
+        for kind, path, size in _expand(spec):
+            if kind == "tfds":
+                specs.extend(_tfds_tasks(path, options))
+                continue
+            if kind in ("book", "sentences", "jsonl"):
+                key = (kind, _stem(path))
+                if key in seen and seen[key] != path:
+                    raise InputError(f"{path} and {seen[key]} have the same name, so their documents would share ids")
+                seen[key] = path
+            if kind == "wiki":
+                specs.extend(_wiki_tasks(path, size, options))
+            elif kind == "book":
+                specs.append(dict(kind="book", path=path, source="books", size=size, end=size))
+            else:
+                for start, end in textformats.plan_byte_ranges(size, options.split_bytes):
+                    specs.append(dict(kind=kind, path=path, source=_stem(path), size=end - start, start=start, end=end))
+    specs.sort(key=lambda s: (s["path"], s.get("split", ""), s.get("start", 0)))
+    return [ReadTask(index=i, options=options, **spec) for i, spec in enumerate(specs)]
+
+
+# --- reading ----------------------------------------------------------------
+
+
+def _document(doc_id: str, source: str, title: str, paragraphs: list[str]) -> Document:
+    sentences = [s for paragraph in paragraphs for s in split_sentences(paragraph)]
+    return Document(id=doc_id, source=source, title=title, sentences=tuple(sentences))
+
+
+def _emit(document: Document, report: TaskReport, skip: Skip) -> Iterator[Document]:
+    if not document.sentences:
+        report.count(Outcome.EMPTY, skip)
+        return
+    report.count(Outcome.ARTICLE)
+    report.sentences += len(document.sentences)
+    report.characters += sum(len(s) for s in document.sentences)
+    yield document
+
+
+def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str]) -> Document:
+    sentences: list[str] = []
+    sections: list[Section] = []
+    for block in wikitext_to_blocks(page.text, hidden):
+        if block.heading_level:
+            sections.append(Section(block.text, block.heading_level, len(sentences)))
+        else:
+            sentences.extend(split_sentences(block.text))
+    return Document(f"{task.source}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections))
+
+
+def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
+    siteinfo = mediawiki.SiteInfo(hidden_link_namespaces=task.hidden_link_namespaces)
+    if task.multistream:
+        pages = mediawiki.iter_multistream_pages(f, task.start, task.end, siteinfo)
+    elif f.read(3) == b"BZh":
+        f.seek(0)
+        pages = mediawiki.iter_pages(bz2.BZ2File(f), siteinfo)
+    else:
+        f.seek(0)
+        pages = mediawiki.iter_pages(f, siteinfo)
+    try:
+        for page in pages:
+            place = f"page {page.title!r} (id {page.page_id})"
+            if page.namespace != 0:
+                report.count(Outcome.OTHER_NAMESPACE)
+            elif page.redirect:
+                report.count(Outcome.REDIRECT)
+            else:
+                try:
+                    document = _wiki_document(task, page, siteinfo.hidden_link_namespaces)
+                except WikitextError as error:
+                    report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, str(error)))
+                    continue
+                yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences after cleaning"))
+    except mediawiki.DumpTruncated as error:
+        where = f"bytes {task.start}-{task.end}: " if task.multistream else ""
+        report.truncated[task.path] = f"{where}{error}"
+
+
+def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
+    decoded = books.decode(f.read())
+    if decoded.fallback:
+        report.decoding_fallbacks[task.path] = decoded.encoding
+    book = books.parse_book(decoded.text, fallback_title=_stem(task.path))
+    document = _document(f"books:{_stem(task.path)}", "books", book.title, book.paragraphs)
+    yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, "whole file", "no sentences"))
+
+
+def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
+    reader = textformats.read_sentence_documents if task.kind == "sentences" else textformats.read_jsonl_records
+    for record in reader(f, task.start, task.end):
+        place = f"record at byte {record.offset}"
+        if record.error:
+            report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, record.error))
+            continue
+        if record.lines is not None:
+            sentences = tuple(" ".join(line.split()) for line in record.lines)
+            document = Document(f"{task.source}:{record.offset}", task.source, "", sentences)
+            yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place))
+            continue
+        text = record.fields.get(task.options.text_field)
+        if not isinstance(text, str):
+            reason = f"no string field {task.options.text_field!r}"
+            report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, reason))
+            continue
+        key = record.fields.get("id", record.offset)
+        title = record.fields.get(task.options.title_field, "")
+        document = _document(f"{task.source}:{key}", task.source, str(title), text.splitlines())
+        yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
+
+
+def _as_text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _read_tfds(task: ReadTask, report: TaskReport) -> Iterator[Document]:
+    source = _tfds_builder(task.path, task.options).as_data_source(split=task.split)
+    for index in range(task.start, task.end):
+        place = f"split {task.split} record {index}"
+        record = source[index]
+        if task.options.text_field not in record:
+            reason = f"no field {task.options.text_field!r}"
+            report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, reason))
+            continue
+        text = _as_text(record[task.options.text_field])
+        title = _as_text(record.get(task.options.title_field, b""))
+        doc_id = f"{task.source}:{task.split}:{index}"
+        document = _document(doc_id, task.source, title, text.splitlines())
+        yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
+
+
+def read_task(task: ReadTask, report: TaskReport) -> Iterator[Document]:
+    """The documents of one task, in input order; outcomes go to `report`."""
+    report.files_read.add(task.path)
+    if task.kind == "tfds":
+        yield from _read_tfds(task, report)
+        return
+    readers = {"wiki": _read_wiki, "book": _read_book, "sentences": _read_text, "jsonl": _read_text}
+    with FileSystems.open(task.path, compression_type="uncompressed") as f:
+        yield from readers[task.kind](task, f, report)

@@ -1,0 +1,33 @@
+"""albertprep: ALBERT pretraining data from Wikipedia dumps and books.
+
+Beam ships this file to remote workers (--setup_file), so it declares
+every package and dependency the workers need.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="albertprep",
+    version="0.1.0",
+    description="ALBERT pretraining data (Beam), deterministic loading (Grain) and Flax ALBERT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipelines", "pipelines.*", "loaders", "loaders.*", "model", "model.*"]),
+    install_requires=[
+        "apache-beam>=2.60",
+        "dask[distributed]>=2024.1",
+        "mwparserfromhell>=0.6.6",
+        "defusedxml>=0.7",
+        "syntok>=1.4.4",
+        "sentencepiece>=0.2",
+        "array-record>=0.5",
+        "grain>=0.2.10",
+        "jax>=0.4.30",
+        "flax>=0.10",
+        "optax>=0.2.3",
+        "orbax-checkpoint>=0.6",
+        "tensorflow-datasets>=4.9.7",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "ruff", "pysbd", "blingfire"]},
+    entry_points={"console_scripts": ["albertprep=pipelines.cli:main"]},
+)
