@@ -90,8 +90,9 @@ def _unwrap(block: list[str], width: int) -> list[str]:
     """Joins a block's hard-wrapped lines into paragraphs.
 
     Some books have no blank line between paragraphs (this botchan.txt), so
-    a line also ends its paragraph when the next line's first word would
-    have fitted on it and it ends like a sentence, or either is a heading.
+    a line also ends its paragraph when either it or the next line is a
+    heading (no lower case), or when it ends like a sentence and the next
+    line's first word would have fitted on it.
     """
     paragraphs, current = [], []
     for line, following in zip(block, block[1:] + [""]):
@@ -99,7 +100,7 @@ def _unwrap(block: list[str], width: int) -> list[str]:
         next_word = following.split()[0] if following.split() else ""
         fits = len(line.rstrip()) + 1 + len(next_word) <= width
         heading = not _LOWER.search(line) or not _LOWER.search(following)
-        if not following or (fits and (heading or _PARAGRAPH_END.search(line.rstrip()))):
+        if not following or heading or (fits and _PARAGRAPH_END.search(line.rstrip())):
             paragraphs.append(" ".join(" ".join(current).split()))
             current = []
     return [p for p in paragraphs if p]

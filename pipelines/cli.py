@@ -55,7 +55,7 @@ def _show(args: argparse.Namespace, beam_args: list[str]) -> int:
     print(f"{args.directory}: {summary['documents']} documents, {summary['sentences']} sentences "
           f"from {summary['read']} pages/books/records of {summary['files']['read']} files")
     print("outcomes:", ", ".join(f"{k} {v}" for k, v in summary["outcomes"].items()))
-    for problem in ("decoding_fallback", "truncated"):
+    for problem in ("decoding_fallback", "truncated", "refused"):
         for path, detail in summary["files"][problem].items():
             print(f"{problem}: {path}: {detail}")
     shown = 0

@@ -90,6 +90,7 @@ class ExtractTask(beam.DoFn):
             Metrics.counter("albertprep.extract", outcome).inc(count)
         Metrics.counter("albertprep.extract", "decoding_fallback").inc(len(report.decoding_fallbacks))
         Metrics.counter("albertprep.extract", "truncated_input").inc(len(report.truncated))
+        Metrics.counter("albertprep.extract", "refused_input").inc(len(report.refused))
         _LOG.info(
             "extract: task %d/%d (%s) done in %.1fs: %d documents",
             task.index + 1, self._task_count, os.path.basename(task.path),
@@ -98,11 +99,13 @@ class ExtractTask(beam.DoFn):
         return {
             "task": task.index,
             "source": task.source,
+            "path": task.path,
             "outcomes": dict(report.outcomes),
             "skips": [dataclasses.asdict(skip) | {"outcome": skip.outcome.value} for skip in report.skips],
             "files_read": sorted(report.files_read),
             "decoding_fallbacks": report.decoding_fallbacks,
             "truncated": report.truncated,
+            "refused": report.refused,
             "sentences": report.sentences,
             "characters": report.characters,
             "outputs": names,
@@ -114,11 +117,14 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
     reports = sorted(task_reports, key=lambda r: r["task"])
     outcomes: Counter = Counter({o.value: 0 for o in Outcome})
     by_source: dict[str, Counter] = {}
-    fallbacks, truncated = {}, {}
+    by_file: dict[str, Counter] = {}
+    fallbacks, truncated, refused = {}, {}, {}
     for report in reports:
         outcomes.update(report["outcomes"])
         by_source.setdefault(report["source"], Counter()).update(report["outcomes"])
+        by_file.setdefault(report["path"], Counter()).update(report["outcomes"])
         fallbacks.update(report["decoding_fallbacks"])
+        refused.update(report["refused"])
         for path, message in report["truncated"].items():
             truncated[path] = f"{truncated[path]}; {message}" if path in truncated else message
     files_read = sorted({path for report in reports for path in report["files_read"]})
@@ -131,10 +137,12 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
         "sentences": sum(r["sentences"] for r in reports),
         "characters": sum(r["characters"] for r in reports),
         "by_source": {source: dict(counts) for source, counts in sorted(by_source.items())},
+        "by_file": {path: dict(counts) for path, counts in sorted(by_file.items())},
         "files": {
             "read": len(files_read),
             "decoding_fallback": fallbacks,
             "truncated": truncated,
+            "refused": refused,
         },
         "skipped_examples": [skip for report in reports for skip in report["skips"]],
         "outputs": {

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 from xml.etree.ElementTree import ParseError
 
+from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES
@@ -42,6 +43,10 @@ class DumpTruncated(Exception):
 
     Raised after every complete page before the cut has been yielded.
     """
+
+
+class UnsafeDump(Exception):
+    """The dump declares entities or external references: refused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +139,8 @@ def iter_pages(stream: BinaryIO, siteinfo: SiteInfo | None = None) -> Iterator[P
                 root.clear()
     except (ParseError, EOFError, OSError) as error:
         raise DumpTruncated(f"after {pages} complete pages: {error}") from error
+    except DefusedXmlException as error:
+        raise UnsafeDump(f"refused after {pages} pages: {error!r}") from error
 
 
 class _ChunkReader(io.RawIOBase):
@@ -211,18 +218,26 @@ _HEADER = b"<mediawiki"
 _FOOTER = b"</mediawiki>"
 
 
-def _page_fragments(compressed: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+def _page_fragments(compressed: BinaryIO, start: int, end: int, problems: list[str]) -> Iterator[bytes]:
     """A well-formed document: the streams' pages (and <siteinfo>, if the
-    range holds the header stream) inside one root element."""
+    range holds the header stream) inside one root element.
+
+    A cut-off stream ends the document without its closing tag, so the
+    parser still gets every byte before the cut and then reports the cut.
+    """
     yield b"<mediawiki>"
-    for data in _decompressed_streams(compressed, start, end):
-        header = data.find(_HEADER)
-        if header >= 0:  # the dump's own opening tag: ours replaces it
-            data = data[data.index(b">", header) + 1:]
-        stripped = data.rstrip()
-        if stripped.endswith(_FOOTER):
-            data = stripped[: -len(_FOOTER)]
-        yield data
+    try:
+        for data in _decompressed_streams(compressed, start, end):
+            header = data.find(_HEADER)
+            if header >= 0:  # the dump's own opening tag: ours replaces it
+                data = data[data.index(b">", header) + 1:]
+            stripped = data.rstrip()
+            if stripped.endswith(_FOOTER):
+                data = stripped[: -len(_FOOTER)]
+            yield data
+    except (EOFError, OSError) as error:
+        problems.append(str(error))
+        return
     yield _FOOTER
 
 
@@ -230,5 +245,52 @@ def iter_multistream_pages(
     compressed: BinaryIO, start: int, end: int, siteinfo: SiteInfo | None = None
 ) -> Iterator[Page]:
     """Pages of the bz2 streams that lie in bytes [start, end) of the dump."""
-    fragments = _ChunkReader(_page_fragments(compressed, start, end))
-    yield from iter_pages(io.BufferedReader(fragments, 1 << 16), siteinfo)
+    problems: list[str] = []
+    fragments = _ChunkReader(_page_fragments(compressed, start, end, problems))
+    try:
+        yield from iter_pages(io.BufferedReader(fragments, 1 << 16), siteinfo)
+    except DumpTruncated as error:
+        raise DumpTruncated("; ".join([str(error), *problems])) from error
+
+
+_TITLE_LINE = re.compile(rb"^\s*<title>(.*)</title>\s*$")
+_ID_LINE = re.compile(rb"^\s*<id>(\d+)</id>\s*$")
+
+
+def write_multistream(dump: BinaryIO, output: BinaryIO, index: BinaryIO, pages_per_stream: int = 100) -> int:
+    """Recompresses a dump (decompressed bytes, one tag a line as MediaWiki
+    writes them) as a multistream dump with its index, as Wikimedia does:
+    the header in its own stream, then `pages_per_stream` pages a stream.
+
+    Lets a plain dump be split across workers. Returns the number of streams.
+    """
+    index_lines: list[bytes] = []
+    lines: list[bytes] = []
+    pages_in_stream, streams, expecting = 0, 0, None  # expecting: title, id
+
+    def flush() -> None:
+        nonlocal lines, pages_in_stream, streams
+        if lines:
+            output.write(bz2.compress(b"".join(lines)))
+            streams += 1
+        lines, pages_in_stream = [], 0
+
+    for line in dump:
+        stripped = line.strip()
+        if stripped == b"<page>":
+            if streams == 0 or pages_in_stream == pages_per_stream:
+                flush()
+            offset = output.tell()
+            pages_in_stream += 1
+            expecting, title = "title", b""
+        elif expecting == "title" and (match := _TITLE_LINE.match(line)):
+            title, expecting = match[1], "id"
+        elif expecting == "id" and (match := _ID_LINE.match(line)):
+            index_lines.append(b"%d:%s:%s\n" % (offset, match[1], title))
+            expecting = None
+        elif stripped == b"</mediawiki>":
+            flush()
+        lines.append(line)
+    flush()
+    index.write(bz2.compress(b"".join(index_lines)))
+    return streams

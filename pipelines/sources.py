@@ -50,7 +50,8 @@ class ReadTask:
     index: int
     kind: str
     path: str
-    source: str  # the id prefix: wiki dbname, "books", a file's stem
+    source: str  # what the documents say they come from: wiki dbname, "books", a file's stem
+    id_prefix: str  # unique per input file: a document's id is f"{id_prefix}:{key}"
     size: int = 0  # bytes of input this task reads (whole file for one-task files)
     start: int = 0
     end: int = 0
@@ -69,6 +70,7 @@ class TaskReport:
     files_read: set[str] = dataclasses.field(default_factory=set)
     decoding_fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
     truncated: dict[str, str] = dataclasses.field(default_factory=dict)
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)  # unsafe XML
     sentences: int = 0
     characters: int = 0
 
@@ -83,7 +85,7 @@ class TaskReport:
 
 def _stem(path: str) -> str:
     name = os.path.basename(path.rstrip("/"))
-    for suffix in (".bz2", ".gz", ".xml", ".jsonl", ".json", ".txt"):
+    for suffix in (".bz2", ".gz", ".xml", ".jsonl", ".json", ".txt", "-multistream", "-pages-articles"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name
@@ -150,14 +152,14 @@ def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
     source = match[1] if match else _stem(path)
     index = _multistream_index(path)
     if index is None:
-        return [dict(kind="wiki", path=path, source=source, size=size, end=size)]
+        return [dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=size, end=size)]
     with FileSystems.open(index, compression_type="uncompressed") as f:
         offsets = mediawiki.read_multistream_offsets(f)
     if not offsets:
         raise InputError(f"{index}: an empty multistream index")
     siteinfo = _multistream_siteinfo(path, offsets[0])
     return [
-        dict(kind="wiki", path=path, source=source, size=end - start, start=start, end=end,
+        dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=end - start, start=start, end=end,
              multistream=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
         for start, end in mediawiki.plan_stream_ranges(offsets, size, options.split_bytes)
     ]
@@ -181,7 +183,8 @@ def _tfds_tasks(spec: str, options: PlanOptions) -> list[dict]:
         count = info.num_examples
         step = options.tfds_records_per_task
         for start in range(0, max(count, 1), step):
-            tasks.append(dict(kind="tfds", path=spec, source=builder.info.name, split=split,
+            name = builder.info.name
+            tasks.append(dict(kind="tfds", path=spec, source=name, id_prefix=name, split=split,
                               start=start, end=min(count, start + step)))
     return tasks
 
@@ -195,18 +198,19 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
             if kind == "tfds":
                 specs.extend(_tfds_tasks(path, options))
                 continue
-            if kind in ("book", "sentences", "jsonl"):
-                key = (kind, _stem(path))
-                if key in seen and seen[key] != path:
-                    raise InputError(f"{path} and {seen[key]} have the same name, so their documents would share ids")
-                seen[key] = path
+            key = ("book" if kind == "book" else "file", _stem(path))
+            if key in seen and seen[key] != path:
+                raise InputError(f"{path} and {seen[key]} have the same name, so their documents would share ids")
+            seen[key] = path
             if kind == "wiki":
                 specs.extend(_wiki_tasks(path, size, options))
             elif kind == "book":
-                specs.append(dict(kind="book", path=path, source="books", size=size, end=size))
+                specs.append(dict(kind="book", path=path, source="books", id_prefix="books", size=size, end=size))
             else:
                 for start, end in textformats.plan_byte_ranges(size, options.split_bytes):
-                    specs.append(dict(kind=kind, path=path, source=_stem(path), size=end - start, start=start, end=end))
+                    stem = _stem(path)
+                    specs.append(dict(kind=kind, path=path, source=stem, id_prefix=stem,
+                                      size=end - start, start=start, end=end))
     specs.sort(key=lambda s: (s["path"], s.get("split", ""), s.get("start", 0)))
     return [ReadTask(index=i, options=options, **spec) for i, spec in enumerate(specs)]
 
@@ -237,7 +241,7 @@ def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str])
             sections.append(Section(block.text, block.heading_level, len(sentences)))
         else:
             sentences.extend(split_sentences(block.text))
-    return Document(f"{task.source}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections))
+    return Document(f"{task.id_prefix}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections))
 
 
 def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
@@ -265,8 +269,10 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
                     continue
                 yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences after cleaning"))
     except mediawiki.DumpTruncated as error:
-        where = f"bytes {task.start}-{task.end}: " if task.multistream else ""
+        where = f"streams in bytes {task.start}-{task.end}: " if task.multistream else ""
         report.truncated[task.path] = f"{where}{error}"
+    except mediawiki.UnsafeDump as error:
+        report.refused[task.path] = str(error)
 
 
 def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
@@ -274,7 +280,7 @@ def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
     if decoded.fallback:
         report.decoding_fallbacks[task.path] = decoded.encoding
     book = books.parse_book(decoded.text, fallback_title=_stem(task.path))
-    document = _document(f"books:{_stem(task.path)}", "books", book.title, book.paragraphs)
+    document = _document(f"{task.id_prefix}:{_stem(task.path)}", task.source, book.title, book.paragraphs)
     yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, "whole file", "no sentences"))
 
 
@@ -287,7 +293,7 @@ def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
             continue
         if record.lines is not None:
             sentences = tuple(" ".join(line.split()) for line in record.lines)
-            document = Document(f"{task.source}:{record.offset}", task.source, "", sentences)
+            document = Document(f"{task.id_prefix}:{record.offset}", task.source, "", sentences)
             yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place))
             continue
         text = record.fields.get(task.options.text_field)
@@ -297,7 +303,7 @@ def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
             continue
         key = record.fields.get("id", record.offset)
         title = record.fields.get(task.options.title_field, "")
-        document = _document(f"{task.source}:{key}", task.source, str(title), text.splitlines())
+        document = _document(f"{task.id_prefix}:{key}", task.source, str(title), text.splitlines())
         yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
 
 
@@ -316,7 +322,7 @@ def _read_tfds(task: ReadTask, report: TaskReport) -> Iterator[Document]:
             continue
         text = _as_text(record[task.options.text_field])
         title = _as_text(record.get(task.options.title_field, b""))
-        doc_id = f"{task.source}:{task.split}:{index}"
+        doc_id = f"{task.id_prefix}:{task.split}:{index}"
         document = _document(doc_id, task.source, title, text.splitlines())
         yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
 

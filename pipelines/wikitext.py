@@ -39,6 +39,7 @@ _HEADING_MARK = "\x00"
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _QUOTE_MARKUP = re.compile(r"'{2,}")
 _EMPTY_PARENS = re.compile(r"[(\[]\s*[,;:]*\s*[)\]]")
+_DANGLING_SEPARATOR = re.compile(r"(?<=\()\s*[,;:]\s*|\s*[,;:]\s*(?=\))")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
 _LEFTOVER_MARKUP = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}|<ref|</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -120,6 +121,7 @@ def _tidy(text: str) -> str:
     text = _QUOTE_MARKUP.sub("", text)
     text = " ".join(text.split())
     text = _EMPTY_PARENS.sub("", text)
+    text = _DANGLING_SEPARATOR.sub("", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     return " ".join(text.split())
 

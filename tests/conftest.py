@@ -1,0 +1,54 @@
+"""Shared fixtures: the real corpora in ../shared and one extract of them."""
+
+from __future__ import annotations
+
+import bz2
+import json
+import pathlib
+
+import pytest
+
+from pipelines import cli, mediawiki
+from pipelines.documents import Document, read_documents_jsonl
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CORPORA = ROOT.parent / "shared" / "corpora"
+WIKI = CORPORA / "wiki"
+BOOKS = CORPORA / "books"
+
+
+def run_extract(inputs: list[str], output: pathlib.Path, *extra: str) -> dict:
+    code = cli.main(["extract", *inputs, "--output", str(output), *extra])
+    assert code == 0
+    return json.loads((output / "summary.json").read_text())
+
+
+def load_documents(output: pathlib.Path, summary: dict) -> dict[str, Document]:
+    documents: dict[str, Document] = {}
+    for name in summary["outputs"]["jsonl"]:
+        for document in read_documents_jsonl(str(output / name)):
+            assert document.id not in documents, f"duplicate id {document.id}"
+            documents[document.id] = document
+    return documents
+
+
+def output_files(output: pathlib.Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(output.glob("documents-*"))}
+
+
+def make_multistream(directory: pathlib.Path, pages_per_stream: int = 10) -> pathlib.Path:
+    """enwiki-sample recompressed as a multistream dump with its index."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dump = directory / "enwiki-20160101-pages-articles-multistream.xml.bz2"
+    index = directory / "enwiki-20160101-pages-articles-multistream-index.txt.bz2"
+    with bz2.open(WIKI / "enwiki-sample.xml.bz2") as source, open(dump, "wb") as out, open(index, "wb") as idx:
+        mediawiki.write_multistream(source, out, idx, pages_per_stream)
+    return dump
+
+
+@pytest.fixture(scope="session")
+def corpus_extract(tmp_path_factory) -> tuple[pathlib.Path, dict, dict[str, Document]]:
+    """Every wiki dump and book of ../shared/corpora, extracted once."""
+    output = tmp_path_factory.mktemp("extract")
+    summary = run_extract([str(WIKI), str(BOOKS)], output)
+    return output, summary, load_documents(output, summary)

@@ -1,0 +1,60 @@
+from pipelines.wikitext import Block, wikitext_to_blocks
+
+PAGE = """{{Infobox person|name=Ada|birth_date={{birth date|1815|12|10}}}}
+'''Ada Lovelace''' (born '''Augusta Ada Byron'''; {{IPAc-en|ˈ|æ|d|ə}}) was an [[England|English]] \
+[[mathematician]].<ref name="a">{{cite book|title=X}}</ref> She wrote notes<ref name="b"/> on the \
+[[Analytical Engine]].<!-- hidden remark -->
+[[File:Ada.jpg|thumb|A portrait of [[Ada Lovelace|Ada]]]]
+__NOTOC__
+== Early life ==
+Her father was [[Lord Byron]]&nbsp;&amp; her mother was [[Anne Isabella Milbanke|Annabella]].
+{| class="wikitable"
+|-
+! Year !! Event
+|-
+| 1815 || born
+|}
+* She studied [[mathematics]] with [http://example.org Mary Somerville].
+=== Studies ===
+<math>x^2</math> was in her notes.
+== References ==
+{{reflist}}
+* A cited book.
+== Legacy ==
+Ada is a programming language.<ref>Cite.</ref>
+[[Category:1815 births]]
+[[de:Ada Lovelace]]
+[[Kategorie:Mathematiker]]
+"""
+
+
+def test_markup_is_removed_and_headings_are_structure():
+    blocks = wikitext_to_blocks(PAGE, frozenset({"file", "image", "category", "media", "kategorie"}))
+    assert blocks == [
+        Block("Ada Lovelace (born Augusta Ada Byron) was an English mathematician. "
+              "She wrote notes on the Analytical Engine."),
+        Block("Early life", 2),
+        Block("Her father was Lord Byron & her mother was Annabella."),
+        Block("She studied mathematics with Mary Somerville."),
+        Block("Studies", 3),
+        Block("was in her notes."),
+        Block("Legacy", 2),
+        Block("Ada is a programming language."),
+    ]
+
+
+def test_reference_sections_are_dropped_with_their_subsections():
+    text = "Prose here.\n== See also ==\n* [[Other]]\n=== More ===\nStill skipped.\n== Life ==\nKept."
+    assert [b.text for b in wikitext_to_blocks(text)] == ["Prose here.", "Life", "Kept."]
+
+
+def test_unbalanced_markup_drops_the_paragraph_not_the_page():
+    text = "A good paragraph.\nA broken {{template that never closes.\nAnother [[good]] one."
+    assert [b.text for b in wikitext_to_blocks(text)] == ["A good paragraph.", "Another good one."]
+
+
+def test_visible_links_to_other_namespaces_keep_their_text():
+    text = "See [[:Category:Poets|the poets]] and [[Wikipedia:Manual of Style]] and [[wikt:word|word]]."
+    assert [b.text for b in wikitext_to_blocks(text)] == [
+        "See the poets and Wikipedia:Manual of Style and word."
+    ]
