@@ -38,7 +38,10 @@ def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
     started = time.monotonic()
     pipeline = runners.make_pipeline(beam_args, workers=args.workers, parallel_tasks=len(tasks))
     extract.build(pipeline, tasks, args.output, described)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    if hasattr(result, "client"):  # the DaskRunner's client: it outlives the run otherwise
+        result.client.close()
     summary = extract.read_summary(args.output)
     seconds = time.monotonic() - started
     print(json.dumps({k: summary[k] for k in ("read", "outcomes", "documents", "sentences", "files")}, indent=2))
