@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # relays each worker process's start-up warnings; errors still show
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     return args.run(args, beam_args)
 
 

@@ -172,7 +172,7 @@ def build(pipeline: beam.Pipeline, tasks: list[sources.ReadTask], output_dir: st
     local runner deals groups to its workers round-robin in arrival order,
     so this balances their work; Dask spreads the keys over its partitions.
     """
-    largest_first = sorted(tasks, key=lambda t: (-t.size, t.index))
+    largest_first = sorted(tasks, key=lambda t: (-t.work, t.index))
     (
         pipeline
         | "Tasks" >> beam.Create([(t.index, t) for t in largest_first], reshuffle=False)

@@ -56,6 +56,7 @@ class Page:
     page_id: str
     text: str
     redirect: bool
+    malformed: str = ""  # why the <page> element itself is unusable
 
 
 @dataclasses.dataclass
@@ -90,13 +91,21 @@ def _page_from_element(element) -> Page:
             redirect = True
         elif name == "revision":  # full-history dumps: the last one wins
             text = _child_text(child, "text") or ""
-    namespace = _child_text(element, "ns")
+    title = _child_text(element, "title") or ""
+    page_id = (_child_text(element, "id") or "").strip()
+    namespace = (_child_text(element, "ns") or "0").strip()
+    malformed = ""
+    if not page_id.isdigit():
+        malformed = f"<id> is {page_id!r}, not a number"
+    elif not namespace.lstrip("-").isdigit():
+        malformed = f"<ns> is {namespace!r}, not a number"
     return Page(
-        title=_child_text(element, "title") or "",
-        namespace=int(namespace) if namespace else 0,
-        page_id=(_child_text(element, "id") or "").strip(),
+        title=title,
+        namespace=int(namespace) if not malformed else 0,
+        page_id=page_id,
         text=text,
         redirect=redirect or is_redirect_text(text),
+        malformed=malformed,
     )
 
 

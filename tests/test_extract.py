@@ -115,3 +115,19 @@ def test_prefix_chooses_the_reader(tmp_path, prefix):
     text.write_text("One sentence here.\nAnother line.\n")
     summary = run_extract([f"{prefix}:{text}"], tmp_path / "out")
     assert summary["documents"] == 1 and summary["inputs"][0]["kind"] == prefix
+
+
+def test_a_bad_page_is_dropped_alone_and_counted(tmp_path):
+    page = "<page><title>{t}</title><ns>{ns}</ns><id>{i}</id><revision><text>{text}</text></revision></page>"
+    dump = tmp_path / "xxwiki-test.xml"
+    dump.write_text("<mediawiki>" + "".join([
+        page.format(t="Good", ns=0, i=1, text="A fine article. It has two sentences."),
+        page.format(t="Bad ns", ns="zero", i=2, text="Lost."),
+        page.format(t="No id", ns=0, i="", text="Lost too."),
+        page.format(t="Also good", ns=0, i=4, text="Still read after the bad ones."),
+    ]) + "</mediawiki>")
+    summary = run_extract([str(dump)], tmp_path / "out")
+    assert summary["outcomes"]["article"] == 2 and summary["outcomes"]["parse_error"] == 2
+    reasons = {s["place"]: s["reason"] for s in summary["skipped_examples"]}
+    assert reasons == {"page 'Bad ns' (id 2)": "<ns> is 'zero', not a number",
+                       "page 'No id' (id )": "<id> is '', not a number"}

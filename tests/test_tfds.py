@@ -1,0 +1,52 @@
+"""A corpus prepared with tensorflow-datasets, read without TensorFlow."""
+
+import tensorflow_datasets as tfds
+from conftest import load_documents, run_extract
+
+ARTICLES = [
+    ("Ada Lovelace", "Ada Lovelace was an English mathematician. She wrote about the Analytical Engine.\n\n"
+                     "Her notes include an algorithm."),
+    ("Empty", "   "),
+    ("Dr. Who", "Dr. Who is a television programme. It began in 1963."),
+]
+
+
+class TinyWiki(tfds.core.GeneratorBasedBuilder):
+    """Shaped like tfds's wikipedia builder: title and text."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        features = tfds.features.FeaturesDict({"title": tfds.features.Text(), "text": tfds.features.Text()})
+        return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(ARTICLES), "test": self._generate_examples(ARTICLES[:1])}
+
+    def _generate_examples(self, articles):
+        for key, (title, text) in enumerate(articles):
+            yield key, {"title": title, "text": text}
+
+
+def test_prepared_tfds_dataset_is_read_as_documents(tmp_path):
+    builder = TinyWiki(data_dir=str(tmp_path / "tfds"), file_format="array_record")
+    builder.download_and_prepare()
+    summary = run_extract([f"tfds:{builder.data_dir}"], tmp_path / "out")
+    assert summary["by_source"] == {"tiny_wiki": {"article": 3, "empty": 1}}
+    documents = load_documents(tmp_path / "out", summary)
+    by_title = {d.title: d for d in documents.values()}
+    assert set(by_title) == {"Ada Lovelace", "Dr. Who"}
+    assert by_title["Ada Lovelace"].sentences == (
+        "Ada Lovelace was an English mathematician.",
+        "She wrote about the Analytical Engine.",
+        "Her notes include an algorithm.",
+    )
+    assert by_title["Dr. Who"].sentences == ("Dr. Who is a television programme.", "It began in 1963.")
+    assert sorted(documents) == ["tiny_wiki:test:0", "tiny_wiki:train:0", "tiny_wiki:train:2"]
+
+
+def test_tfds_name_with_data_dir(tmp_path):
+    builder = TinyWiki(data_dir=str(tmp_path / "tfds"), file_format="array_record")
+    builder.download_and_prepare()
+    summary = run_extract(["tfds:tiny_wiki", "--tfds-data-dir", str(tmp_path / "tfds")], tmp_path / "out")
+    assert summary["documents"] == 3
