@@ -15,6 +15,7 @@ import bz2
 import contextlib
 import io
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -51,7 +52,8 @@ def run(inputs: list[str], output: pathlib.Path, workers: int) -> tuple[float, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=6)
-    parser.add_argument("--corpora", type=pathlib.Path, default=ROOT.parent / "shared" / "corpora")
+    default_corpora = os.environ.get("ALBERTPREP_CORPORA", ROOT.parent / "shared" / "corpora")
+    parser.add_argument("--corpora", type=pathlib.Path, default=default_corpora)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)

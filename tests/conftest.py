@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import os
 import pathlib
 
 import pytest
@@ -12,7 +13,11 @@ from pipelines import cli, mediawiki
 from pipelines.documents import Document, read_documents_jsonl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORPORA = ROOT.parent / "shared" / "corpora"
+# The real corpora live beside the project, in ../shared/corpora (never copied
+# into it); ALBERTPREP_CORPORA points elsewhere, e.g. for a clone in /tmp.
+CORPORA = pathlib.Path(os.environ.get("ALBERTPREP_CORPORA", ROOT.parent / "shared" / "corpora"))
+if not (CORPORA / "README.md").exists():
+    raise pytest.UsageError(f"the test corpora are missing: {CORPORA} (set ALBERTPREP_CORPORA)")
 WIKI = CORPORA / "wiki"
 BOOKS = CORPORA / "books"
 
