@@ -15,14 +15,17 @@ $(BIN)/albertprep: setup.py
 install: $(BIN)/albertprep
 
 # The demo corpus is the English Wikipedia sample that gensim's wheel ships
-# (PyPI); only that one file is unpacked, gensim is not installed.
-$(DEMO)/data/enwiki-sample.xml.bz2: | install
+# (PyPI); only that one file is unpacked, gensim is not installed, and it is
+# recompressed as a multistream dump so the two workers split it.
+DEMO_DUMP := $(DEMO)/data/enwiki-20160101-pages-articles-multistream.xml.bz2
+
+$(DEMO_DUMP): | install
 	mkdir -p $(DEMO)/data $(DEMO)/wheel
 	$(BIN)/pip download --quiet --no-deps --dest $(DEMO)/wheel gensim==4.4.0
 	$(BIN)/python -m pipelines.demo_data $(DEMO)/wheel $(DEMO)/data
 
-demo: install $(DEMO)/data/enwiki-sample.xml.bz2
-	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --overwrite
+demo: install $(DEMO_DUMP)
+	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --split-mb 0.2 --overwrite
 	$(BIN)/albertprep show $(DEMO)/documents
 
 test: install

@@ -131,3 +131,9 @@ def test_a_bad_page_is_dropped_alone_and_counted(tmp_path):
     reasons = {s["place"]: s["reason"] for s in summary["skipped_examples"]}
     assert reasons == {"page 'Bad ns' (id 2)": "<ns> is 'zero', not a number",
                        "page 'No id' (id )": "<id> is '', not a number"}
+
+
+def test_a_glob_of_books(tmp_path):
+    summary = run_extract([str(BOOKS / "austen-*.txt")], tmp_path)
+    assert sorted(summary["by_file"]) == [str(BOOKS / f"austen-{n}.txt") for n in ("emma", "persuasion", "sense")]
+    assert summary["documents"] == 3
