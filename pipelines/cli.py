@@ -1,6 +1,6 @@
 """`albertprep`: the project's command line.
 
-Options the command does not know are Beam pipeline options, so any Beam
+Options a command does not know are Beam pipeline options, so any Beam
 runner is reached the way Beam users expect (`--runner=...`).
 """
 
@@ -11,49 +11,75 @@ import json
 import logging
 import os
 import sys
-import time
 
-from pipelines import extract, runners, sources
+from pipelines import jobs, prepare, sources
 from pipelines.documents import read_documents_jsonl
+from pipelines.instances import InstanceConfig
+from pipelines.records import MaskingConfig
+from pipelines.tokenizer import VocabularyError
+
+
+class _QuietWorkerStartup(logging.Filter):
+    """The local runner relays each worker process's start-up warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "semi_persistent_directory" not in record.getMessage()
+
+
+def _runner(args: argparse.Namespace, beam_args: list[str]) -> jobs.RunnerConfig:
+    return jobs.RunnerConfig(tuple(beam_args), args.workers)
+
+
+def _plan_options(args: argparse.Namespace) -> sources.PlanOptions:
+    return sources.PlanOptions(split_bytes=int(args.split_mb * (1 << 20)), text_field=args.text_field,
+                               title_field=args.title_field, tfds_data_dir=args.tfds_data_dir)
+
+
+def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
+    return prepare.VocabConfig(vocab_size=args.vocab_size, sample_sentences=args.sample_sentences,
+                               do_lower_case=not args.no_lower_case, seed=args.seed, threads=args.spm_threads)
 
 
 def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
-    options = sources.PlanOptions(
-        split_bytes=int(args.split_mb * (1 << 20)),
-        text_field=args.text_field,
-        title_field=args.title_field,
-        tfds_data_dir=args.tfds_data_dir,
-    )
-    try:
-        tasks = sources.plan(args.inputs, options)
-        extract.prepare_output_dir(args.output, args.overwrite)
-    except (sources.InputError, FileExistsError) as error:
-        print(f"albertprep extract: {error}", file=sys.stderr)
-        return 2
-    inputs = sorted({(t.kind, t.path, t.split) for t in tasks})
-    sizes = {}
-    for task in tasks:
-        sizes[task.path] = sizes.get(task.path, 0) + task.size
-    described = [{"kind": k, "path": p, "bytes": sizes[p]} | ({"split": s} if s else {}) for k, p, s in inputs]
-    started = time.monotonic()
-    pipeline = runners.make_pipeline(beam_args, workers=args.workers, parallel_tasks=len(tasks))
-    extract.build(pipeline, tasks, args.output, described)
-    result = pipeline.run()
-    result.wait_until_finish()
-    if hasattr(result, "client"):  # the DaskRunner's client: it outlives the run otherwise
-        result.client.close()
-    summary = extract.read_summary(args.output)
-    seconds = time.monotonic() - started
+    summary = jobs.run_extract(args.inputs, args.output, _plan_options(args), _runner(args, beam_args), args.overwrite)
     print(json.dumps({k: summary[k] for k in ("read", "outcomes", "documents", "sentences", "files")}, indent=2))
-    print(f"{summary['documents']} documents from {summary['read']} units in {len(tasks)} tasks, "
-          f"{seconds:.1f}s; written to {args.output} (summary.json, documents-*.jsonl, documents-*.txt)")
+    print(f"{summary['documents']} documents from {summary['read']} pages/books/records; "
+          f"written to {args.output} (summary.json, documents-*.jsonl, documents-*.txt)")
+    return 0
+
+
+def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
+    runner = _runner(args, beam_args)
+    summaries = jobs.documents_for(args.inputs, args.output, _plan_options(args), runner)
+    tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, int(args.split_mb * (1 << 20)))
+    print(f"{os.path.join(args.output, prepare.SPM_MODEL)}: {tokenizer.vocab_size} pieces, sha256 {tokenizer.sha256}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
+    config = prepare.PrepareConfig(
+        instances=InstanceConfig(
+            max_seq_length=args.max_seq_length, short_seq_prob=args.short_seq_prob, albert_compat=args.albert_compat,
+            masking=MaskingConfig(args.max_predictions_per_seq, args.masked_lm_prob, args.max_ngram)),
+        dupe_factor=args.dupe_factor, seed=args.seed, eval_fraction=args.eval_fraction,
+        num_shards=args.num_shards, split_bytes=int(args.split_mb * (1 << 20)))
+    manifest = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args), _plan_options(args),
+                                args.spm_model, _vocab_config(args), args.overwrite)
+    for split, info in manifest["splits"].items():
+        stats = info["statistics"]
+        line = f"{split}: {info['records']} instances in {len(info['shards'])} shards"
+        if stats:
+            line += (f"; mean length {stats['mean_length']:.1f}, SOP label 1 {stats['sop']['label_1_fraction']:.3f}, "
+                     f"masked {stats['masked_fraction']:.3f} of tokens")
+        print(line)
+    print(f"written to {args.output} (manifest.json, *.array_record, {prepare.COMPLETED}) "
+          f"in {manifest['seconds']:.1f}s")
     return 0
 
 
 def _show(args: argparse.Namespace, beam_args: list[str]) -> int:
-    if beam_args:
-        print(f"albertprep show: unknown options {beam_args}", file=sys.stderr)
-        return 2
+    from pipelines import extract
+
     summary = extract.read_summary(args.directory)
     print(f"{args.directory}: {summary['documents']} documents, {summary['sentences']} sentences "
           f"from {summary['read']} pages/books/records of {summary['files']['read']} files")
@@ -73,27 +99,73 @@ def _show(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines import inspect
+
+    print(inspect.render(args.directory, args.split, args.instances))
+    return 0
+
+
+def _add_plan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
+    p.add_argument("--split-mb", type=float, default=64, help="input read by one task (text files, multistream dumps)")
+    p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
+    p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
+    p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")
+
+
+def _add_vocab_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vocab-size", type=int, default=30000)
+    p.add_argument("--sample-sentences", type=int, default=10_000_000, help="sentences to train on (ALBERT: 10M)")
+    p.add_argument("--spm-threads", type=int, default=1, help="training threads; 1 trains byte-identically")
+    p.add_argument("--no-lower-case", action="store_true", help="keep case (ALBERT's English model is lower case)")
+    p.add_argument("--seed", type=int, default=12345)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="albertprep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser(
-        "extract",
-        help="dumps, books and text become clean, sentence-split documents",
+        "extract", help="dumps, books and text become clean, sentence-split documents",
         description="Inputs are files, directories or globs. The kind is taken from the name "
         "(.xml/.xml.bz2 wiki dump, .txt book, .jsonl) or from a prefix: wiki:, book:, "
         "sentences: (BERT format, one sentence a line), jsonl:, tfds:NAME_OR_DIR. "
-        "Unknown options are passed to Beam (e.g. --runner=...).",
-    )
+        "Unknown options are passed to Beam (e.g. --runner=...).")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--output", required=True, help="output directory (local or any Beam filesystem)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--overwrite", action="store_true", help="replace a finished output")
-    p.add_argument("--split-mb", type=float, default=64, help="size of a task over text files and multistream dumps")
-    p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
-    p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
-    p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")
+    _add_plan_options(p)
     p.set_defaults(run=_extract)
+
+    p = commands.add_parser("vocab", help="train ALBERT's SentencePiece model on a sample of sentences",
+                            description="Inputs: raw inputs (as extract) or extract outputs.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", required=True)
+    _add_plan_options(p)
+    _add_vocab_options(p)
+    p.set_defaults(run=_vocab)
+
+    p = commands.add_parser("prepare", help="ALBERT instances as ArrayRecord shards with a manifest",
+                            description="Inputs: raw inputs (the corpus stage runs first, into OUTPUT/documents) "
+                            "or extract outputs. Without --spm-model a vocabulary is trained.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace finished shards")
+    p.add_argument("--spm-model", help="an existing SentencePiece model, e.g. ALBERT's 30k-clean.model")
+    p.add_argument("--max-seq-length", type=int, default=512)
+    p.add_argument("--max-predictions-per-seq", type=int, default=20)
+    p.add_argument("--masked-lm-prob", type=float, default=0.15)
+    p.add_argument("--max-ngram", type=int, default=3)
+    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--dupe-factor", type=int, default=10)
+    p.add_argument("--eval-fraction", type=float, default=0.01, help="documents held out for evaluation")
+    p.add_argument("--num-shards", type=int, default=0, help="train shards; default about 128 MB each")
+    p.add_argument("--albert-compat", action="store_true",
+                   help="a one-sentence chunk takes B from another document, labelled 1, as ALBERT's script")
+    _add_plan_options(p)
+    _add_vocab_options(p)
+    p.set_defaults(run=_prepare)
 
     p = commands.add_parser("show", help="print an extract's summary and its first documents")
     p.add_argument("directory")
@@ -101,13 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences", type=int, default=3)
     p.set_defaults(run=_show)
 
+    p = commands.add_parser("inspect", help="print prepared instances readably, and the statistics")
+    p.add_argument("directory")
+    p.add_argument("-n", "--instances", type=int, default=3)
+    p.add_argument("--split", default="train", choices=prepare.SPLITS)
+    p.set_defaults(run=_inspect)
+
     args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.command in ("show", "inspect"):
+        parser.error(f"unknown options {beam_args}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # relays each worker process's start-up warnings; errors still show
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-    return args.run(args, beam_args)
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.setLevel(logging.INFO)  # progress lines of worker processes
+    relay.addFilter(_QuietWorkerStartup())
+    try:
+        return args.run(args, beam_args)
+    except (jobs.JobError, VocabularyError) as error:
+        print(f"albertprep {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+"""The jobs behind `albertprep extract`, `vocab` and `prepare`.
+
+Each job plans on the launching machine, runs one Beam pipeline per stage
+on whatever runner the Beam options name, and reads back what the final
+step wrote (the DaskRunner returns no results or metrics to read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import extract, prepare, runners, sources
+from pipelines.tokenizer import Tokenizer
+
+
+class JobError(ValueError):
+    """A job that cannot start; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig:
+    beam_args: tuple[str, ...] = ()
+    workers: int = 1
+
+
+def _run(pipeline) -> None:
+    result = pipeline.run()
+    result.wait_until_finish()
+    if hasattr(result, "client"):  # the DaskRunner's client: it outlives the run otherwise
+        result.client.close()
+
+
+def run_extract(inputs: list[str], output: str, options: sources.PlanOptions, runner: RunnerConfig,
+                overwrite: bool = False) -> dict:
+    try:
+        tasks = sources.plan(inputs, options)
+        extract.prepare_output_dir(output, overwrite)
+    except (sources.InputError, FileExistsError) as error:
+        raise JobError(str(error)) from error
+    sizes: dict[str, int] = {}
+    for task in tasks:
+        sizes[task.path] = sizes.get(task.path, 0) + task.size
+    described = [{"kind": k, "path": p, "bytes": sizes[p]} | ({"split": s} if s else {})
+                 for k, p, s in sorted({(t.kind, t.path, t.split) for t in tasks})]
+    pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(tasks))
+    extract.build(pipeline, tasks, output, described)
+    _run(pipeline)
+    return extract.read_summary(output)
+
+
+def _is_extract_output(path: str) -> bool:
+    return FileSystems.exists(FileSystems.join(path, extract.SUMMARY))
+
+
+def documents_for(inputs: list[str], output: str, options: sources.PlanOptions, runner: RunnerConfig) -> list[dict]:
+    """Extract summaries of the inputs: read where they are extract outputs,
+    else made by running the corpus stage into OUTPUT/documents."""
+    if all(_is_extract_output(i) for i in inputs):
+        return [dict(extract.read_summary(i), directory=i) for i in inputs]
+    if any(_is_extract_output(i) for i in inputs):
+        raise JobError("give either raw inputs or extract outputs (directories with summary.json), not both")
+    directory = FileSystems.join(output, "documents")
+    return [dict(run_extract(inputs, directory, options, runner, overwrite=True), directory=directory)]
+
+
+def _document_files(summaries: list[dict]) -> list[tuple[str, int]]:
+    files = []
+    for summary in summaries:
+        for name in summary["outputs"]["jsonl"]:
+            path = FileSystems.join(summary["directory"], name)
+            files.append((path, FileSystems.match([path])[0].metadata_list[0].size_in_bytes))
+    return files
+
+
+def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, runner: RunnerConfig,
+              split_bytes: int) -> Tokenizer:
+    ranges = prepare.plan_ranges(_document_files(summaries), split_bytes)
+    total = sum(s["sentences"] for s in summaries)
+    if not FileSystems.exists(output):
+        FileSystems.mkdirs(output)
+    pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+    prepare.build_vocab(pipeline, ranges, total, config, output)
+    _run(pipeline)
+    with FileSystems.open(FileSystems.join(output, prepare.SPM_MODEL)) as f:
+        return Tokenizer(f.read(), config.do_lower_case)
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    completed = FileSystems.join(output, prepare.COMPLETED)
+    if FileSystems.exists(completed) and not overwrite:
+        raise JobError(f"{output} already holds finished shards ({prepare.COMPLETED}); "
+                       "pass --overwrite to replace them")
+    if FileSystems.exists(output):
+        old = FileSystems.match([FileSystems.join(output, pattern) for pattern in
+                                 ("*.array_record", prepare.MANIFEST, prepare.COMPLETED)])
+        stale = [m.path for match in old for m in match.metadata_list]
+        if stale:
+            FileSystems.delete(stale)
+    else:
+        FileSystems.mkdirs(output)
+
+
+def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
+                plan_options: sources.PlanOptions, spm_model: str | None, vocab: prepare.VocabConfig,
+                overwrite: bool = False) -> dict:
+    started = time.monotonic()
+    check_output(output, overwrite)
+    tokenizer = Tokenizer.from_file(spm_model, vocab.do_lower_case) if spm_model else None
+    summaries = documents_for(inputs, output, plan_options, runner)
+    if tokenizer is None:
+        tokenizer = run_vocab(summaries, output, vocab, runner, config.split_bytes)
+    else:
+        with FileSystems.create(FileSystems.join(output, prepare.SPM_MODEL)) as f:
+            f.write(tokenizer.model)
+    files = _document_files(summaries)
+    ranges = prepare.plan_ranges(files, config.split_bytes)
+    train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)
+    manifest_base = {
+        "format": prepare.MANIFEST_FORMAT,
+        "format_version": prepare.records.RECORD_VERSION,
+        "features": {
+            "max_seq_length": config.instances.max_seq_length,
+            "max_predictions_per_seq": config.instances.masking.max_predictions_per_seq,
+            "token_dtype": "uint32" if tokenizer.vocab_size > 1 << 16 else "uint16",
+            "record_layout": "see pipelines/records.py",
+            "fields": ["input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+                       "masked_lm_weights", "sentence_order_label"],
+        },
+        "config": _plain(config) | {"train_shards": train_shards},
+        "tokenizer": {
+            "file": prepare.SPM_MODEL,
+            "sha256": tokenizer.sha256,
+            "vocab_size": tokenizer.vocab_size,
+            "source": spm_model or "trained",
+            "vocab_config": None if spm_model else _plain(vocab),
+            "normalization": {"whitespace": "collapsed", "quotes": "`` and '' to \"",
+                              "unicode": "NFKD, combining accents stripped", "do_lower_case": tokenizer.do_lower_case},
+        },
+        "inputs": [item for s in summaries for item in s["inputs"]],
+        "documents_files": [{"path": p, "bytes": b} for p, b in files],
+        "corpus": [{k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
+                   for s in summaries],
+    }
+    pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+    prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, output, manifest_base)
+    _run(pipeline)
+    manifest = read_manifest(output)
+    manifest["seconds"] = time.monotonic() - started
+    return manifest
+
+
+def read_manifest(directory: str) -> dict:
+    with FileSystems.open(FileSystems.join(directory, prepare.MANIFEST)) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def _plain(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+

@@ -1,0 +1,412 @@
+"""The instance stage as Beam pipelines: documents → vocabulary → shards.
+
+Like the corpus stage, the graphs use only Create, single-output ParDos,
+GroupByKey and Flatten, ending in one terminal step, so they run unchanged
+on the DaskRunner. Each task (a byte range of a documents file) yields
+tagged tuples: ("record", shard, (key, bytes)) and one ("stats", ...) at
+its end; records are grouped by shard, sorted by key and written; the
+manifest step gathers the shard list and the statistics.
+
+Every random draw comes from a generator seeded by (seed, document id,
+duplicate index), keys and splits from stable hashes of ids: the shards are
+byte-identical whatever the runner, worker count or order of processing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from pipelines import records, textformats
+from pipelines.documents import Document
+from pipelines.instances import InstanceConfig, InstanceStats, Sentence, create_instances
+from pipelines.tokenizer import Tokenizer
+
+MANIFEST = "manifest.json"
+COMPLETED = "COMPLETED"
+SPM_MODEL = "spm.model"
+MANIFEST_FORMAT = "albertprep.instances"
+SPLITS = ("train", "eval")
+ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
+_LOG = logging.getLogger(__name__)
+_PROGRESS_SECONDS = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+    instances: InstanceConfig = InstanceConfig()
+    dupe_factor: int = 10
+    seed: int = 12345
+    eval_fraction: float = 0.01
+    num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`
+    target_shard_bytes: int = 128 << 20
+    split_bytes: int = 64 << 20  # documents read by one task
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadRange:
+    index: int
+    path: str
+    start: int
+    end: int
+
+
+def shard_name(split: str, shard: int, count: int) -> str:
+    return f"{split}-{shard:05d}-of-{count:05d}.array_record"
+
+
+def eval_shard_count(config: PrepareConfig, train_shards: int) -> int:
+    return max(1, round(train_shards * config.eval_fraction)) if config.eval_fraction > 0 else 0
+
+
+def is_eval(config: PrepareConfig, document_id: str) -> bool:
+    """The split is chosen per document, so no document is in both."""
+    return records.stable_hash(config.seed, "split", document_id) < config.eval_fraction * 2.0**64
+
+
+def estimate_train_shards(document_bytes: int, config: PrepareConfig) -> int:
+    """About `target_shard_bytes` a shard: a record costs ~0.5 bytes per
+    character of JSON documents (uint16 ids, ~4.5 characters a token)."""
+    estimate = document_bytes * 0.5 * config.dupe_factor * (1 - config.eval_fraction)
+    return max(1, int(np.ceil(estimate / config.target_shard_bytes)))
+
+
+def plan_ranges(document_files: list[tuple[str, int]], split_bytes: int) -> list[ReadRange]:
+    ranges = []
+    for path, size in sorted(document_files):
+        for start, end in textformats.plan_byte_ranges(size, split_bytes):
+            ranges.append(ReadRange(len(ranges), path, start, end))
+    return ranges
+
+
+def _documents(read_range: ReadRange) -> Iterator[Document]:
+    with FileSystems.open(read_range.path, compression_type="uncompressed") as f:
+        for record in textformats.read_jsonl_records(f, read_range.start, read_range.end):
+            if record.error:
+                raise ValueError(f"{read_range.path}: record at byte {record.offset}: {record.error}")
+            yield Document(record.fields["id"], record.fields["source"], record.fields["title"],
+                           tuple(record.fields["sentences"]))
+
+
+# --- vocabulary -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabConfig:
+    """ALBERT's SentencePiece settings."""
+
+    vocab_size: int = 30000
+    sample_sentences: int = 10_000_000  # ALBERT sampled 10M
+    character_coverage: float = 0.99995
+    do_lower_case: bool = True
+    seed: int = 12345
+    threads: int = 1  # more threads train faster but not byte-identically
+
+
+class SampleSentences(beam.DoFn):
+    """Keeps each sentence with a probability, decided by a stable hash."""
+
+    def __init__(self, config: VocabConfig, rate: float):
+        self._config = config
+        self._threshold = rate * 2.0**64
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple[int, str]]]:
+        from pipelines.tokenizer import normalize
+
+        for read_range in keyed[1]:
+            for document in _documents(read_range):
+                for i, sentence in enumerate(document.sentences):
+                    priority = records.stable_hash(self._config.seed, document.id, i)
+                    if priority < self._threshold:
+                        yield 0, (priority, normalize(sentence, self._config.do_lower_case))
+
+
+class TrainSentencePiece(beam.DoFn):
+    """Trains the model once, on one worker, from the sorted sample."""
+
+    def __init__(self, config: VocabConfig, output_dir: str):
+        self._config = config
+        self._output_dir = output_dir
+
+    def process(self, keyed: tuple[int, list[tuple[int, str]]]) -> Iterator[str]:
+        import io
+
+        import sentencepiece as spm
+
+        sample = [sentence for _, sentence in sorted(keyed[1])][: self._config.sample_sentences]
+        model = io.BytesIO()
+        started = time.monotonic()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sample),
+            model_writer=model,
+            model_type="unigram",
+            vocab_size=self._config.vocab_size,
+            hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary, not an error
+            pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+            user_defined_symbols=["(", ")", '"', "-", ".", "–", "£", "€"],
+            character_coverage=self._config.character_coverage,
+            normalization_rule_name="nmt_nfkc",
+            shuffle_input_sentence=False,
+            input_sentence_size=0,
+            num_threads=self._config.threads,
+            minloglevel=2,
+        )
+        _LOG.info("vocab: trained on %d sentences in %.1fs", len(sample), time.monotonic() - started)
+        path = FileSystems.join(self._output_dir, SPM_MODEL)
+        with FileSystems.create(path) as f:
+            f.write(model.getvalue())
+        yield path
+
+
+def build_vocab(pipeline: beam.Pipeline, ranges: list[ReadRange], total_sentences: int,
+                config: VocabConfig, output_dir: str) -> None:
+    rate = min(1.0, config.sample_sentences / max(1, total_sentences))
+    (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in ranges], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Sample" >> beam.ParDo(SampleSentences(config, rate))
+        | "Gather" >> beam.GroupByKey()
+        | "Train" >> beam.ParDo(TrainSentencePiece(config, output_dir))
+    )
+
+
+# --- instances --------------------------------------------------------------
+
+
+def _stats_to_json(stats: InstanceStats) -> dict:
+    masking = stats.masking
+    return {
+        "instances": stats.instances,
+        "short_target": stats.short_target,
+        "sop_swapped": stats.sop_swapped,
+        "random_b": stats.random_b,
+        "truncated": stats.truncated,
+        "dropped_sentences": stats.dropped_sentences,
+        "dropped_tokens": stats.dropped_tokens,
+        "length_histogram": stats.length_histogram.tolist() if stats.length_histogram is not None else [],
+        "ngram_counts": masking.ngram_counts.tolist(),
+        "free_ngram_counts": masking.free_ngram_counts.tolist(),
+        "replacement_counts": masking.replacement_counts.tolist(),
+        "masked_tokens": masking.masked_tokens,
+        "maskable_tokens": masking.maskable_tokens,
+    }
+
+
+class MakeInstances(beam.DoFn):
+    """Documents of one range → masked, encoded instances keyed by shard."""
+
+    def __init__(self, tokenizer: Tokenizer, config: PrepareConfig, train_shards: int):
+        self._tokenizer = tokenizer
+        self._config = config
+        self._shards = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
+        self._documents = Metrics.counter("albertprep.prepare", "documents")
+        self._instances = Metrics.counter("albertprep.prepare", "instances")
+
+    def setup(self) -> None:
+        tokenizer = self._tokenizer
+        self._vocab = records.MaskingVocab(mask_id=tokenizer.processor.piece_to_id("[MASK]"),
+                                           random_ids=tokenizer.random_ids)
+        self._word_start = tokenizer.word_start
+
+    def _sentences(self, document: Document) -> list[Sentence]:
+        encoded = self._tokenizer.encode(list(document.sentences))
+        return [Sentence(ids, self._word_start[ids]) for ids in encoded if len(ids)]
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple]:
+        for read_range in keyed[1]:
+            yield from self._process_range(read_range)
+
+    def _process_range(self, read_range: ReadRange) -> Iterator[tuple]:
+        config = self._config
+        stats = {split: InstanceStats() for split in SPLITS}
+        documents = {"read": 0, "used": 0, "no_instances": 0, "train": 0, "eval": 0}
+        started = last_report = time.monotonic()
+        pool: list[tuple[Document, list[Sentence]]] = []
+        source = ((d, self._sentences(d)) for d in _documents(read_range))
+        if config.instances.albert_compat:  # B may come from any document of the range
+            pool = list(source)
+            source = iter(pool)
+        for index, (document, sentences) in enumerate(source):
+            documents["read"] += 1
+            split = "eval" if is_eval(config, document.id) else "train"
+            documents[split] += 1
+            others = [s for j, (_, s) in enumerate(pool) if j != index] if pool else None
+            made = 0
+            for dup in range(config.dupe_factor):
+                rng = records.rng_for(config.seed, document.id, dup)
+                for k, instance in enumerate(create_instances(
+                        sentences, rng, config.instances, self._vocab, stats[split], others)):
+                    key = records.stable_hash(document.id, dup, k)
+                    shard = key % self._shards[split]
+                    record = records.encode(instance, self._tokenizer.vocab_size)
+                    yield "record", (SPLITS.index(split), shard), (key, record)
+                    made += 1
+            documents["used" if made else "no_instances"] += 1
+            self._documents.inc()
+            self._instances.inc(made)
+            if time.monotonic() - last_report > _PROGRESS_SECONDS:
+                last_report = time.monotonic()
+                elapsed = last_report - started
+                total = sum(s.instances for s in stats.values())
+                _LOG.info("prepare: range %d: %d documents, %d instances, %.0f instances/s, %.0fs elapsed",
+                          read_range.index, documents["read"], total, total / elapsed, elapsed)
+        yield "stats", read_range.index, {"documents": documents} | {s: _stats_to_json(stats[s]) for s in SPLITS}
+
+
+class WriteShard(beam.DoFn):
+    """Sorts one shard's records by key and writes them as ArrayRecord."""
+
+    def __init__(self, output_dir: str, shard_counts: dict[str, int]):
+        self._output_dir = output_dir
+        self._shard_counts = shard_counts
+
+    def process(self, keyed: tuple[tuple[int, int], list[tuple[int, bytes]]]) -> Iterator[tuple]:
+        (split_index, shard), keyed_records = keyed
+        split = SPLITS[split_index]
+        name = shard_name(split, shard, self._shard_counts[split])
+        yield "shard", split, write_shard(self._output_dir, name, sorted(keyed_records))
+
+
+def write_shard(output_dir: str, name: str, keyed_records: list[tuple[int, bytes]]) -> dict:
+    """Written under a temporary name and renamed (or uploaded) when complete."""
+    local = "://" not in output_dir
+    directory = output_dir if local else tempfile.mkdtemp()
+    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
+    for _, record in keyed_records:
+        writer.write(record)
+    writer.close()
+    digest = hashlib.sha256()
+    with open(temporary, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    size = os.path.getsize(temporary)
+    if local:
+        os.replace(temporary, os.path.join(output_dir, name))
+    else:
+        with open(temporary, "rb") as source, FileSystems.create(FileSystems.join(output_dir, name)) as target:
+            shutil.copyfileobj(source, target)
+        shutil.rmtree(directory)
+    return {"file": name, "records": len(keyed_records), "sha256": digest.hexdigest(), "bytes": size}
+
+
+def merge_stats(parts: list[dict]) -> dict:
+    """Sums the per-range statistics and derives the manifest's figures."""
+    total: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                total[key] = merge_stats([total.get(key, {}), value])
+            elif isinstance(value, list):
+                old = total.get(key, [])
+                width = max(len(old), len(value))
+                total[key] = [(old[i] if i < len(old) else 0) + (value[i] if i < len(value) else 0)
+                              for i in range(width)]
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def describe(stats: dict) -> dict:
+    """The readable statistics of one split."""
+    instances = max(1, stats["instances"])
+    lengths = np.array(stats["length_histogram"] or [0])
+    ngrams = np.array(stats["ngram_counts"][1:], float)
+    free = np.array(stats["free_ngram_counts"][1:], float)
+    replacements = np.array(stats["replacement_counts"], float)
+    return {
+        "instances": stats["instances"],
+        "mean_length": float((lengths * np.arange(len(lengths))).sum() / instances),
+        "length_histogram": stats["length_histogram"],
+        "short_target_fraction": stats["short_target"] / instances,
+        "truncated_fraction": stats["truncated"] / instances,
+        "sop": {"swapped": stats["sop_swapped"], "random_b": stats["random_b"],
+                "natural": stats["instances"] - stats["sop_swapped"] - stats["random_b"],
+                "label_1_fraction": (stats["sop_swapped"] + stats["random_b"]) / instances},
+        "masked_fraction": stats["masked_tokens"] / max(1, stats["maskable_tokens"]),
+        "masked_per_instance": stats["masked_tokens"] / instances,
+        "ngram_histogram": {str(n + 1): int(c) for n, c in enumerate(ngrams)},
+        "ngram_fractions_when_free": {str(n + 1): float(c / max(1, free.sum())) for n, c in enumerate(free)},
+        "replacement_fractions": dict(zip(("mask", "random", "keep"),
+                                          (replacements / max(1, replacements.sum())).tolist())),
+        "dropped_sentences": stats["dropped_sentences"],
+        "dropped_tokens": stats["dropped_tokens"],
+    }
+
+
+class WriteManifest(beam.DoFn):
+    """Fills in empty shards, writes manifest.json, then the COMPLETED marker."""
+
+    def __init__(self, output_dir: str, shard_counts: dict[str, int], manifest_base: dict):
+        self._output_dir = output_dir
+        self._shard_counts = shard_counts
+        self._manifest_base = manifest_base
+
+    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[dict]:
+        shards = {split: {} for split in SPLITS}
+        stats = {split: [] for split in SPLITS}
+        documents = []
+        for item in keyed[1]:
+            if item[0] == "shard":
+                shards[item[1]][item[2]["file"]] = item[2]
+            else:
+                documents.append(item[2]["documents"])
+                for split in SPLITS:
+                    stats[split].append(item[2][split])
+        splits = {}
+        for split in SPLITS:
+            count = self._shard_counts[split]
+            files = []
+            for shard in range(count):
+                name = shard_name(split, shard, count)
+                files.append(shards[split].get(name) or write_shard(self._output_dir, name, []))
+            merged = merge_stats(stats[split]) if stats[split] else None
+            splits[split] = {"records": sum(f["records"] for f in files), "shards": files,
+                             "statistics": describe(merged) if merged else None}
+        manifest = dict(self._manifest_base, documents=merge_stats(documents), splits=splits)
+        with FileSystems.create(FileSystems.join(self._output_dir, MANIFEST)) as f:
+            f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        with FileSystems.create(FileSystems.join(self._output_dir, COMPLETED)) as f:
+            f.write(b"")
+        yield manifest
+
+
+def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: Tokenizer,
+                    config: PrepareConfig, train_shards: int, output_dir: str, manifest_base: dict) -> None:
+    shard_counts = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
+    largest_first = sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
+    made = (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in largest_first], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "MakeInstances" >> beam.ParDo(MakeInstances(tokenizer, config, train_shards))
+    )
+    shards = (
+        made
+        | "Records" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "record" else [])
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShard(output_dir, shard_counts))
+    )
+    stats = made | "Stats" >> beam.Filter(lambda item: item[0] == "stats")
+    (
+        (shards, stats)
+        | "Both" >> beam.Flatten()
+        | "KeyAll" >> beam.Map(lambda item: (0, item))
+        | "GatherAll" >> beam.GroupByKey()
+        | "WriteManifest" >> beam.ParDo(WriteManifest(output_dir, shard_counts, manifest_base))
+    )

@@ -1,0 +1,111 @@
+"""ALBERT's text normalisation and SentencePiece tokenisation.
+
+As google-research/albert's tokenization.py: whitespace collapsed, ``
+and '' to ", NFKD with combining accents stripped, lower-cased when
+`do_lower_case` (ALBERT's English model has no upper-case pieces), and a
+piece like "▁9," split into "▁9" + "," as ALBERT's encode_pieces does.
+No Beam here: the loader and the model's tests use it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import unicodedata
+
+import numpy as np
+import sentencepiece as spm
+
+SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+WORD_START = "\u2581"  # SentencePiece's "▁"
+
+
+class VocabularyError(ValueError):
+    """A SentencePiece model ALBERT cannot use; the message says why."""
+
+
+def normalize(text: str, do_lower_case: bool = True) -> str:
+    text = " ".join(text.split()).replace("``", '"').replace("''", '"')
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.lower() if do_lower_case else text
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+    """A checked SentencePiece model; picklable (it carries the model bytes)."""
+
+    model: bytes
+    do_lower_case: bool = True
+
+    def __post_init__(self) -> None:
+        processor = self.processor
+        needed = ", ".join(f"{piece}={i}" for piece, i in SPECIAL_PIECES.items())
+        missing = [piece for piece in SPECIAL_PIECES
+                   if piece != "<unk>" and processor.is_unknown(processor.piece_to_id(piece))]
+        if missing:
+            raise VocabularyError(f"the SentencePiece model has no {', '.join(missing)}; ALBERT needs {needed}")
+        misplaced = [f"{piece} is {processor.piece_to_id(piece)}" for piece, i in SPECIAL_PIECES.items()
+                     if processor.piece_to_id(piece) != i]
+        if misplaced:
+            raise VocabularyError(f"the SentencePiece model has {', '.join(misplaced)}; ALBERT needs {needed}")
+
+    @classmethod
+    def from_file(cls, path: str, do_lower_case: bool = True) -> Tokenizer:
+        with open(path, "rb") as f:
+            return cls(f.read(), do_lower_case)
+
+    @functools.cached_property
+    def processor(self) -> spm.SentencePieceProcessor:
+        return spm.SentencePieceProcessor(model_proto=self.model)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.model).hexdigest()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    @functools.cached_property
+    def pieces(self) -> list[str]:
+        return [self.processor.id_to_piece(i) for i in range(self.vocab_size)]
+
+    @functools.cached_property
+    def word_start(self) -> np.ndarray:
+        """[vocab] bool: the piece begins a word (starts with ▁)."""
+        return np.array([p.startswith(WORD_START) for p in self.pieces], bool)
+
+    @functools.cached_property
+    def random_ids(self) -> np.ndarray:
+        """Ids a random replacement may draw: no control, unknown or unused piece."""
+        p = self.processor
+        return np.array([i for i in range(self.vocab_size)
+                         if not (p.is_control(i) or p.is_unknown(i) or p.is_unused(i))], np.int64)
+
+    @functools.cached_property
+    def _digit_comma(self) -> np.ndarray:
+        return np.array([len(p) > 1 and p[-1] == "," and p[-2].isdigit() for p in self.pieces], bool)
+
+    def encode(self, sentences: list[str]) -> list[np.ndarray]:
+        """Token ids of each sentence, normalised first."""
+        texts = [normalize(s, self.do_lower_case) for s in sentences]
+        encoded = self.processor.encode(texts, out_type=int)
+        return [self._split_digit_commas(ids) for ids in encoded]
+
+    def _split_digit_commas(self, ids: list[int]) -> np.ndarray:
+        array = np.asarray(ids, np.int64)
+        if not self._digit_comma[array].any():
+            return array
+        out: list[int] = []
+        for i in ids:
+            if not self._digit_comma[i]:
+                out.append(i)
+                continue
+            piece = self.pieces[i]
+            parts = self.processor.encode(piece[:-1].replace(WORD_START, ""), out_type=str)
+            if piece[0] != WORD_START and parts and parts[0].startswith(WORD_START):
+                parts = parts[1:] if len(parts[0]) == 1 else [parts[0][1:], *parts[1:]]
+            out.extend(self.processor.piece_to_id(p) for p in [*parts, ","])
+        return np.asarray(out, np.int64)
