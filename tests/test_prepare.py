@@ -1,0 +1,125 @@
+"""The instance stage on the real books with ALBERT's own vocabulary."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from array_record.python.array_record_module import ArrayRecordReader
+from conftest import BOOKS, CORPORA
+
+from pipelines import cli, prepare, records
+from pipelines.tokenizer import Tokenizer
+
+ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
+ALBERT_SHA256 = "fefb02b667a6c5c2fe27602d28e5fb3428f66ab89c7d6f388e7c8d44a02d0336"
+
+
+def run_prepare(inputs, output, *extra):
+    code = cli.main(["prepare", *map(str, inputs), "--output", str(output), *map(str, extra)])
+    assert code == 0
+    return json.loads((output / "manifest.json").read_text())
+
+
+def all_records(output, manifest):
+    for split in prepare.SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            reader = ArrayRecordReader(str(output / shard["file"]))
+            yield from ((split, record) for record in reader.read_all())
+            reader.close()
+
+
+@pytest.fixture(scope="module")
+def books_prepared(tmp_path_factory):
+    output = tmp_path_factory.mktemp("prepared")
+    manifest = run_prepare([BOOKS], output, "--spm-model", ALBERT_MODEL, "--dupe-factor", "3",
+                           "--eval-fraction", "0.2", "--num-shards", "4")
+    return output, manifest, list(all_records(output, manifest))
+
+
+def test_manifest_describes_the_shards(books_prepared):
+    output, manifest, _ = books_prepared
+    assert manifest["format"] == "albertprep.instances" and manifest["format_version"] == records.RECORD_VERSION
+    assert manifest["features"]["max_seq_length"] == 512 and manifest["features"]["token_dtype"] == "uint16"
+    assert manifest["tokenizer"]["sha256"] == ALBERT_SHA256
+    assert manifest["tokenizer"]["normalization"]["do_lower_case"] is True
+    assert manifest["config"]["dupe_factor"] == 3 and manifest["config"]["train_shards"] == 4
+    assert len(manifest["splits"]["train"]["shards"]) == 4 and len(manifest["splits"]["eval"]["shards"]) == 1
+    for split in prepare.SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            data = (output / shard["file"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == shard["sha256"]
+            assert ArrayRecordReader(str(output / shard["file"])).num_records() == shard["records"]
+    assert (output / "COMPLETED").exists()
+    assert (output / "spm.model").read_bytes() == ALBERT_MODEL.read_bytes()
+    corpus = manifest["corpus"][0]
+    assert corpus["by_source"] == {"books": {"article": 9}}
+    assert sorted(i["path"] for i in manifest["inputs"]) == sorted(str(p) for p in BOOKS.glob("*.txt"))
+    documents = manifest["documents"]
+    assert documents["read"] == 9 == documents["train"] + documents["eval"] == documents["used"]
+
+
+def test_every_instance_is_well_formed(books_prepared):
+    _, manifest, stored = books_prepared
+    tokenizer = Tokenizer.from_file(str(ALBERT_MODEL))
+    control = {0, 2, 3, 4}  # <pad>, [CLS], [SEP], [MASK]; <unk> is text the vocabulary lacks
+    assert len(stored) == sum(manifest["splits"][s]["records"] for s in prepare.SPLITS) > 4000
+    for _, record in stored:
+        instance = records.decode(record)
+        assert records.encode(instance, tokenizer.vocab_size) == record
+        ids, length, len_a = instance.original_ids(), len(instance.input_ids), instance.len_a
+        assert 5 <= length <= 512 and 1 <= len_a <= length - 4
+        assert ids[0] == 2 and ids[len_a + 1] == 3 and ids[-1] == 3
+        assert not set(np.delete(ids, [0, len_a + 1, length - 1]).tolist()) & control
+        positions = instance.masked_positions
+        assert 1 <= len(positions) <= min(20, max(1, round(length * 0.15)))
+        assert np.all(np.diff(positions.astype(int)) > 0)
+        assert not set(positions.tolist()) & {0, len_a + 1, length - 1}
+        assert instance.word_starts[1] and instance.word_starts[len_a + 2]
+        assert instance.sop_label in (0, 1)
+
+
+def test_statistics_match_albert(books_prepared):
+    _, manifest, stored = books_prepared
+    labels, kinds = [], np.zeros(3)
+    for _, record in stored:
+        instance = records.decode(record)
+        labels.append(instance.sop_label)
+        replaced = instance.input_ids[instance.masked_positions]
+        kinds += [(replaced == 4).sum(), ((replaced != 4) & (replaced != instance.masked_ids)).sum(),
+                  (replaced == instance.masked_ids).sum()]
+    assert abs(np.mean(labels) - 0.5) <= 0.02
+    np.testing.assert_allclose(kinds / kinds.sum(), [0.8, 0.1, 0.1], atol=0.02)
+    train, evaluation = (manifest["splits"][s]["statistics"] for s in prepare.SPLITS)
+    free = np.array([train["ngram_fractions_when_free"][n] * 1.0 for n in "123"])
+    np.testing.assert_allclose(free, [6 / 11, 3 / 11, 2 / 11], atol=0.03)
+    assert abs(train["short_target_fraction"] - 0.1) <= 0.02
+    # the manifest's figures are the data's
+    swapped = train["sop"]["swapped"] + evaluation["sop"]["swapped"]
+    assert swapped == sum(labels)
+    assert train["replacement_fractions"]["mask"] == pytest.approx(0.8, abs=0.02)
+    assert sum(train["length_histogram"]) == train["instances"] == manifest["splits"]["train"]["records"]
+
+
+def test_finished_shards_are_not_overwritten(books_prepared, capsys):
+    output, _, _ = books_prepared
+    assert cli.main(["prepare", str(output / "documents"), "--output", str(output),
+                     "--spm-model", str(ALBERT_MODEL)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_model_without_albert_specials_is_refused(tmp_path, capsys):
+    code = cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(tmp_path),
+                     "--spm-model", str(CORPORA / "spm" / "botchan-unigram1000.model")])
+    assert code == 2
+    assert "no <pad>, [CLS], [SEP], [MASK]" in capsys.readouterr().err
+
+
+def test_empty_shards_exist(tmp_path):
+    manifest = run_prepare([BOOKS / "blake-poems.txt"], tmp_path, "--spm-model", ALBERT_MODEL, "--dupe-factor", "1",
+                           "--num-shards", "100", "--eval-fraction", "0", "--max-seq-length", "128")
+    shards = manifest["splits"]["train"]["shards"]
+    assert len(shards) == 100 and manifest["splits"]["eval"]["shards"] == []
+    empty = [s for s in shards if s["records"] == 0]
+    assert empty and all(ArrayRecordReader(str(tmp_path / s["file"])).num_records() == 0 for s in empty)
+    assert sum(s["records"] for s in shards) == manifest["splits"]["train"]["statistics"]["instances"] > 40

@@ -1,0 +1,68 @@
+"""Vocabulary and shards: byte-identical from every runner and worker count."""
+
+import json
+
+import pytest
+from conftest import BOOKS, CORPORA, WIKI, run_extract
+
+from pipelines import cli, runners
+from pipelines.tokenizer import Tokenizer
+
+ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    output = tmp_path_factory.mktemp("documents")
+    inputs = [str(BOOKS / n) for n in ("botchan.txt", "chesterton-brown.txt", "blake-poems.txt")]
+    run_extract([*inputs, str(WIKI / "viwiki-truncated.xml"), str(WIKI / "enwiki-table-markup.xml.bz2")], output)
+    return output
+
+
+def _prepare(documents, output, *runner_args):
+    args = ["prepare", str(documents), "--output", str(output), "--spm-model", str(ALBERT_MODEL),
+            "--dupe-factor", "2", "--max-seq-length", "128", "--num-shards", "3", "--eval-fraction", "0.4",
+            "--split-mb", "0.2", *runner_args]
+    assert cli.main(args) == 0
+    manifest = json.loads((output / "manifest.json").read_text())
+    shards = {p.name: p.read_bytes() for p in sorted(output.glob("*.array_record"))}
+    return shards, manifest["splits"]
+
+
+@pytest.fixture(scope="module")
+def reference(documents, tmp_path_factory):
+    return _prepare(documents, tmp_path_factory.mktemp("one_process"))
+
+
+def test_reference_has_both_splits(reference):
+    shards, splits = reference
+    assert len(shards) == 4 and splits["train"]["records"] > 100 and splits["eval"]["records"] > 10
+
+
+def test_two_worker_processes_write_identical_shards(documents, reference, tmp_path):
+    assert _prepare(documents, tmp_path, "--workers", "2") == reference
+
+
+def test_dask_cluster_writes_identical_shards(documents, reference, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        result = _prepare(documents, tmp_path, f"--runner={runners.DASK_RUNNER}",
+                          f"--dask_client_address={cluster.scheduler_address}")
+    assert result == reference
+
+
+def test_trained_vocabulary_is_albert_shaped_and_reproducible(documents, tmp_path):
+    models = []
+    for workers in ("1", "2"):
+        output = tmp_path / f"vocab{workers}"
+        assert cli.main(["vocab", str(documents), "--output", str(output), "--vocab-size", "3000",
+                         "--sample-sentences", "5000", "--workers", workers, "--split-mb", "0.2"]) == 0
+        models.append((output / "spm.model").read_bytes())
+    assert models[0] == models[1]
+    tokenizer = Tokenizer(models[0])  # checks <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4
+    assert tokenizer.vocab_size == 3000
+    assert tokenizer.pieces[5:13] == ["(", ")", '"', "-", ".", "–", "£", "€"]
+    assert not any(p != p.lower() for p in tokenizer.pieces[13:])  # trained on lower-cased text
+    ids = tokenizer.encode(["The Wisdom of Father Brown."])[0]
+    assert "".join(tokenizer.pieces[i] for i in ids).replace("\u2581", " ").strip() == "the wisdom of father brown."

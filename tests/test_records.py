@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from pipelines import records
+from pipelines.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
+
+VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 100))
+
+
+def _instance(length=40, len_a=15, wide=False, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, 1 << 17 if wide else 30000, length)
+    ids[[0, len_a + 1, length - 1]] = [2, 3, 3]
+    word_starts = rng.random(length) < 0.7
+    masked = np.array(sorted(rng.choice(np.arange(1, len_a + 1), 3, replace=False)))
+    return Instance(ids, word_starts, len_a, 1, masked, ids[masked] + 1)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_encode_decode_round_trip(wide):
+    instance = _instance(wide=wide)
+    record = records.encode(instance, vocab_size=1 << 17 if wide else 30000)
+    decoded = records.decode(record)
+    for field in ("input_ids", "word_starts", "masked_positions", "masked_ids"):
+        np.testing.assert_array_equal(getattr(decoded, field), getattr(instance, field))
+    assert (decoded.len_a, decoded.sop_label) == (instance.len_a, instance.sop_label)
+    assert records.encode(decoded, vocab_size=1 << 17 if wide else 30000) == record
+    assert len(record) == 8 + 40 * (4 if wide else 2) + 5 + 3 * 2 + 3 * (4 if wide else 2)
+
+
+def test_features_are_albert_padded_features():
+    instance = _instance()
+    features = records.to_features(instance, records.FeatureLayout(64, 5))
+    assert features["input_ids"].shape == (64,) and features["input_ids"].dtype == np.int32
+    assert features["input_mask"].sum() == 40 and features["input_mask"][39] == 1 and features["input_mask"][40] == 0
+    np.testing.assert_array_equal(features["segment_ids"][:40], [0] * 17 + [1] * 23)
+    assert features["segment_ids"][40:].sum() == 0
+    np.testing.assert_array_equal(features["masked_lm_weights"], [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(features["masked_lm_positions"][:3], instance.masked_positions)
+    assert features["sentence_order_label"] == 1
+
+
+def test_a_record_of_another_version_is_refused():
+    record = bytearray(records.encode(_instance(), 30000))
+    record[0] = 9
+    with pytest.raises(ValueError, match="version 9"):
+        records.decode(bytes(record))
+
+
+def test_rng_depends_only_on_its_seed_parts():
+    a = records.rng_for(1, "doc", 0).random(4)
+    assert np.array_equal(a, records.rng_for(1, "doc", 0).random(4))
+    assert not np.array_equal(a, records.rng_for(1, "doc", 1).random(4))
+    assert not np.array_equal(a, records.rng_for(2, "doc", 0).random(4))
+
+
+def test_ngrams_never_cross_sep():
+    # A and B are one word each: any span longer than one word would cross [SEP]
+    ids = np.array([2, 10, 11, 3, 12, 13, 3])
+    word_starts = np.array([0, 1, 0, 0, 1, 0, 0], bool)
+    stats = MaskingStats()
+    config = MaskingConfig(max_predictions_per_seq=20, masked_lm_prob=1.0, max_ngram=3)
+    for seed in range(50):
+        _, positions, _ = mask_instance(ids, word_starts, 2, np.random.default_rng(seed), config, VOCAB, stats)
+        assert set(positions.tolist()) <= {1, 2, 4, 5}
+    assert stats.ngram_counts[2:].sum() == 0 and stats.ngram_counts[1] > 0
+
+
+def test_masking_keeps_whole_words_and_the_budget():
+    rng = np.random.default_rng(7)
+    length, len_a = 120, 50
+    ids = rng.integers(5, 100, length)
+    ids[[0, len_a + 1, length - 1]] = [2, 3, 3]
+    word_starts = rng.random(length) < 0.6
+    config = MaskingConfig()
+    for seed in range(100):
+        masked_ids, positions, originals = mask_instance(
+            ids, word_starts, len_a, np.random.default_rng(seed), config, VOCAB)
+        assert len(positions) <= min(20, round(length * 0.15)) and len(positions) >= 1
+        assert np.all(np.diff(positions) > 0)
+        assert not set(positions.tolist()) & {0, len_a + 1, length - 1}
+        np.testing.assert_array_equal(originals, ids[positions])
+        untouched = np.setdiff1d(np.arange(length), positions)
+        np.testing.assert_array_equal(masked_ids[untouched], ids[untouched])
+        # whole words: a masked continuation piece has its word's start masked too
+        starts = word_starts.copy()
+        starts[[1, len_a + 2]] = True
+        masked = set(positions.tolist())
+        for p in masked:
+            if not starts[p]:
+                assert p - 1 in masked
+            if p + 1 < length - 1 and p + 1 != len_a + 1 and not starts[p + 1]:
+                assert p + 1 in masked  # ...and the rest of the word
