@@ -66,18 +66,30 @@ class Sentence:
 
 
 def _truncate_pair(a: list[Sentence], b: list[Sentence], max_tokens: int, rng: np.random.Generator):
+    """ALBERT's truncate_seq_pair: one token at a time from the longer side
+    (B on a tie), from its front or back with equal odds, one draw a token.
+
+    Which side each step hits depends on the lengths alone, so the steps
+    are laid out at once: the longer side down to the other, then turns.
+    """
     ids_a = np.concatenate([s.ids for s in a])
     ws_a = np.concatenate([s.word_starts for s in a])
     ids_b = np.concatenate([s.ids for s in b])
     ws_b = np.concatenate([s.word_starts for s in b])
-    truncated = False
-    while len(ids_a) + len(ids_b) > max_tokens:
-        truncated = True
-        if len(ids_a) > len(ids_b):
-            ids_a, ws_a = (ids_a[1:], ws_a[1:]) if rng.random() < 0.5 else (ids_a[:-1], ws_a[:-1])
-        else:
-            ids_b, ws_b = (ids_b[1:], ws_b[1:]) if rng.random() < 0.5 else (ids_b[:-1], ws_b[:-1])
-    return ids_a, ws_a, ids_b, ws_b, truncated
+    len_a, len_b = len(ids_a), len(ids_b)
+    excess = len_a + len_b - max_tokens
+    if excess <= 0:
+        return ids_a, ws_a, ids_b, ws_b, False
+    first, second = (0, 1) if len_a > len_b else (1, 0)  # 0 = A, 1 = B
+    lead = min(excess, len_a - len_b if len_a > len_b else len_b - len_a + 1)
+    sides = np.full(excess, first, np.int8)
+    sides[lead:][::2] = second
+    front = rng.random(excess) < 0.5
+    cut_a, front_a = int((sides == 0).sum()), int((front & (sides == 0)).sum())
+    cut_b, front_b = excess - cut_a, int((front & (sides == 1)).sum())
+    a_slice = slice(front_a, len_a - (cut_a - front_a))
+    b_slice = slice(front_b, len_b - (cut_b - front_b))
+    return ids_a[a_slice], ws_a[a_slice], ids_b[b_slice], ws_b[b_slice], True
 
 
 def _target_length(config: InstanceConfig, rng: np.random.Generator) -> tuple[int, bool]:

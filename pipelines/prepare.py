@@ -210,15 +210,19 @@ def _stats_to_json(stats: InstanceStats) -> dict:
 class MakeInstances(beam.DoFn):
     """Documents of one range → masked, encoded instances keyed by shard."""
 
-    def __init__(self, tokenizer: Tokenizer, config: PrepareConfig, train_shards: int):
-        self._tokenizer = tokenizer
+    def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, train_shards: int):
+        # The model is read on the worker from the output directory (where the
+        # job put it), not pickled into the graph: a 30k model is 760 KB.
+        self._model_path = model_path
+        self._do_lower_case = do_lower_case
         self._config = config
         self._shards = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
         self._documents = Metrics.counter("albertprep.prepare", "documents")
         self._instances = Metrics.counter("albertprep.prepare", "instances")
 
     def setup(self) -> None:
-        tokenizer = self._tokenizer
+        with FileSystems.open(self._model_path) as f:
+            self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case)
         self._vocab = records.MaskingVocab(mask_id=tokenizer.processor.piece_to_id("[MASK]"),
                                            random_ids=tokenizer.random_ids)
         self._word_start = tokenizer.word_start
@@ -394,7 +398,8 @@ def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer:
         pipeline
         | "Ranges" >> beam.Create([(r.index, r) for r in largest_first], reshuffle=False)
         | "Distribute" >> beam.GroupByKey()
-        | "MakeInstances" >> beam.ParDo(MakeInstances(tokenizer, config, train_shards))
+        | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
+                                                      tokenizer.do_lower_case, config, train_shards))
     )
     shards = (
         made

@@ -23,8 +23,11 @@ input_mask, segment_ids and masked_lm_weights are derived when decoding.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import functools
 import hashlib
+import itertools
 import struct
 
 import numpy as np
@@ -182,11 +185,12 @@ class MaskingStats:
         self.maskable_tokens += other.maskable_tokens
 
 
-def _words(word_starts: np.ndarray, len_a: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Word (start, end, segment) arrays; words never cross [SEP].
+def _words(word_starts: np.ndarray, len_a: int, length: int, max_ngram: int) -> tuple[list[int], ...]:
+    """Per word: start, end, and the end of its widest n-gram (max_ngram
+    words, fewer where its segment ends first) with that width.
 
-    A segment's first token starts a word even if truncation cut the `▁`
-    piece before it.
+    Words never cross [SEP]; a segment's first token starts a word even if
+    truncation cut the `▁` piece before it.
     """
     starts = word_starts.copy()
     starts[[0, len_a + 1, length - 1]] = False  # [CLS], [SEP], [SEP]
@@ -194,8 +198,23 @@ def _words(word_starts: np.ndarray, len_a: int, length: int) -> tuple[np.ndarray
     word_start = np.flatnonzero(starts)
     boundaries = np.sort(np.concatenate([word_start, [len_a + 1, length - 1]]))
     word_end = boundaries[np.searchsorted(boundaries, word_start, side="right")]
-    segment = (word_start > len_a).astype(np.int64)
-    return word_start, word_end, segment
+    words_in_a = int(np.searchsorted(word_start, len_a + 1))
+    index = np.arange(len(word_start))
+    last_of_segment = np.where(index < words_in_a, words_in_a - 1, len(word_start) - 1)
+    width = np.minimum(max_ngram, last_of_segment - index + 1)
+    window_end = word_end[index + width - 1]
+    return word_start.tolist(), word_end.tolist(), window_end.tolist(), width.tolist()
+
+
+@functools.lru_cache
+def _length_cdfs(max_ngram: int) -> list[list[float]]:
+    """cdfs[k]: the cumulative p(n) ∝ 1/n over n = 1..k+1."""
+    weights = [1.0 / n for n in range(1, max_ngram + 1)]
+    cdfs = []
+    for k in range(1, max_ngram + 1):
+        total = sum(weights[:k])
+        cdfs.append(list(itertools.accumulate(w / total for w in weights[:k])))
+    return cdfs
 
 
 def mask_instance(
@@ -217,52 +236,54 @@ def mask_instance(
     is rejected when any of its max_ngram-word window is already masked
     (not only its drawn n words), so acceptance does not depend on n and
     masked spans keep the 1/n distribution.
+
+    The random numbers are drawn up front, a fixed number per instance
+    (one per candidate word, two per maskable position), which is as
+    reproducible as drawing them one at a time and several times faster.
     """
     length = len(original_ids)
-    word_start, word_end, segment = _words(word_starts, len_a, length)
-    budget = min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
-    p_n = 1.0 / np.arange(1, config.max_ngram + 1)
-    covered = np.zeros(length, bool)
-    input_ids = np.array(original_ids, copy=True)
-    positions: list[int] = []
+    word_start, word_end, window_end, width = _words(word_starts, len_a, length, config.max_ngram)
     num_words = len(word_start)
-    for w in rng.permutation(num_words):
-        if len(positions) >= budget:
+    budget = min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
+    cdfs = _length_cdfs(config.max_ngram)
+    order = rng.permutation(num_words).tolist()
+    length_draws = rng.random(num_words).tolist()
+    kind_draws = rng.random(budget).tolist()
+    random_picks = vocab.random_ids[rng.integers(len(vocab.random_ids), size=budget)].tolist()
+    covered = bytearray(length)
+    replacements: dict[int, int] = {}
+    kinds = [0, 0, 0]
+    for draw_index, w in enumerate(order):
+        masked = len(replacements)
+        if masked >= budget:
             break
-        available = 1
-        while (available < config.max_ngram and w + available < num_words
-               and segment[w + available] == segment[w]):
-            available += 1
-        start, window_end = word_start[w], word_end[w + available - 1]
-        if covered[start:window_end].any():
+        start, available = word_start[w], width[w]
+        if 1 in covered[start:window_end[w]]:
             continue
-        p = p_n[:available] / p_n[:available].sum()
-        drawn = n = int(np.searchsorted(np.cumsum(p), rng.random(), side="right")) + 1
-        while n > 0 and len(positions) + (word_end[w + n - 1] - start) > budget:
+        drawn = n = bisect.bisect_right(cdfs[available - 1], length_draws[draw_index]) + 1
+        while n > 0 and masked + (word_end[w + n - 1] - start) > budget:
             n -= 1
         if n == 0:
             continue
         end = word_end[w + n - 1]
         if stats is not None:
             stats.ngram_counts[n] += 1
-            if available == config.max_ngram and len(positions) + (window_end - start) <= budget:
+            if available == config.max_ngram and masked + (window_end[w] - start) <= budget:
                 stats.free_ngram_counts[drawn] += 1
         for index in range(start, end):
-            covered[index] = True
-            positions.append(index)
-            draw = rng.random()
-            if draw < 0.8:
-                kind = MASK
-                input_ids[index] = vocab.mask_id
-            elif draw < 0.9:
-                kind = RANDOM
-                input_ids[index] = vocab.random_ids[rng.integers(len(vocab.random_ids))]
-            else:
-                kind = KEEP
-            if stats is not None:
-                stats.replacement_counts[kind] += 1
-    positions_array = np.array(sorted(positions), np.int64)
+            covered[index] = 1
+            slot = len(replacements)
+            draw = kind_draws[slot]
+            kind = MASK if draw < 0.8 else RANDOM if draw < 0.9 else KEEP
+            kinds[kind] += 1
+            replacements[index] = vocab.mask_id if kind == MASK else random_picks[slot] if kind == RANDOM else -1
+    positions = sorted(replacements)
+    input_ids = np.array(original_ids, copy=True)
+    changed = [p for p in positions if replacements[p] >= 0]
+    input_ids[changed] = [replacements[p] for p in changed]
     if stats is not None:
+        stats.replacement_counts += kinds
         stats.masked_tokens += len(positions)
         stats.maskable_tokens += length - 3
+    positions_array = np.array(positions, np.int64)
     return input_ids, positions_array, np.asarray(original_ids)[positions_array]

@@ -27,8 +27,9 @@ class VocabularyError(ValueError):
 
 def normalize(text: str, do_lower_case: bool = True) -> str:
     text = " ".join(text.split()).replace("``", '"').replace("''", '"')
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    if not text.isascii():  # NFKD leaves ASCII as it is: most text skips this
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return text.lower() if do_lower_case else text
 
 

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from pipelines.instances import InstanceConfig, InstanceStats, Sentence, _truncate_pair, create_instances
+from pipelines.records import MaskingVocab
+
+VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 1000))
+
+
+def _sentence(length, first=10):
+    ids = np.arange(first, first + length)
+    return Sentence(ids, np.ones(length, bool))
+
+
+def _albert_truncate(len_a, len_b, max_tokens, draws):
+    """google-research/albert's truncate_seq_pair, one token at a time."""
+    a, b = list(range(len_a)), list(range(100, 100 + len_b))
+    for draw in draws:
+        if len(a) + len(b) <= max_tokens:
+            break
+        trunc = a if len(a) > len(b) else b
+        if draw < 0.5:
+            del trunc[0]
+        else:
+            trunc.pop()
+    return a, b
+
+
+@pytest.mark.parametrize("len_a, len_b, max_tokens", [(30, 3, 10), (3, 30, 10), (12, 12, 5), (50, 49, 60), (7, 2, 3)])
+def test_truncation_is_albert_truncate_seq_pair(len_a, len_b, max_tokens):
+    for seed in range(20):
+        draws = np.random.default_rng(seed).random(len_a + len_b)
+        expected = _albert_truncate(len_a, len_b, max_tokens, draws)
+        ids_a, _, ids_b, _, truncated = _truncate_pair(
+            [_sentence(len_a, 0)], [_sentence(len_b, 100)], max_tokens, np.random.default_rng(seed))
+        assert (ids_a.tolist(), ids_b.tolist()) == expected
+        assert truncated
+
+
+def _make(document, seed=0, **config):
+    stats = InstanceStats()
+    instances = create_instances(document, np.random.default_rng(seed), InstanceConfig(**config), VOCAB, stats)
+    return instances, stats
+
+
+def test_b_never_comes_from_another_document_in_strict_mode():
+    document = [_sentence(5, 10 * i + 10) for i in range(40)]
+    tokens = {t for s in document for t in s.ids.tolist()}
+    for seed in range(10):
+        instances, stats = _make(document, seed, max_seq_length=32, short_seq_prob=0.0)
+        assert instances and stats.random_b == 0
+        for instance in instances:
+            assert set(instance.original_ids().tolist()) - {2, 3} <= tokens
+            a = instance.original_ids()[1: instance.len_a + 1]
+            b = instance.original_ids()[instance.len_a + 2: -1]
+            # natural order: A's sentences precede B's; swapped: the reverse
+            assert (a.max() < b.min()) if instance.sop_label == 0 else (b.max() < a.min())
+
+
+def test_a_lone_last_sentence_is_dropped_and_counted():
+    document = [_sentence(20, 10), _sentence(20, 40), _sentence(20, 70)]
+    instances, stats = _make(document, max_seq_length=40 + 3, short_seq_prob=0.0)
+    assert len(instances) == 1 and stats.dropped_sentences == 1 and stats.dropped_tokens == 20
+    single, stats = _make([_sentence(8)], max_seq_length=64)
+    assert single == [] and stats.dropped_sentences == 1
+
+
+def test_albert_compat_borrows_b_from_another_document():
+    others = [[_sentence(6, 500)], [_sentence(6, 600)]]
+    stats = InstanceStats()
+    config = InstanceConfig(max_seq_length=64, albert_compat=True)
+    instances = create_instances([_sentence(8)], np.random.default_rng(0), config, VOCAB, stats, others)
+    assert len(instances) == 1 and instances[0].sop_label == 1 and stats.random_b == 1
+    b = instances[0].original_ids()[instances[0].len_a + 2: -1]
+    assert b.min() >= 500
+
+
+def test_short_targets_and_lengths():
+    document = [_sentence(7, 10 * i + 10) for i in range(2000)]
+    instances, stats = _make(document, 3, max_seq_length=128)
+    assert all(len(i.input_ids) <= 128 for i in instances)
+    assert abs(stats.short_target / stats.instances - 0.1) < 0.04
+    assert stats.length_histogram.sum() == len(instances)
