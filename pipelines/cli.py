@@ -106,6 +106,14 @@ def _inspect(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines import tfrecord
+
+    paths = tfrecord.export(args.directory, args.output, args.split)
+    print(f"{len(paths)} TFRecord files of ALBERT tf.train.Example in {args.output}")
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--split-mb", type=float, default=64, help="input read by one task (text files, multistream dumps)")
@@ -179,8 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train", choices=prepare.SPLITS)
     p.set_defaults(run=_inspect)
 
+    p = commands.add_parser("export-tfrecord", help="write the instances as ALBERT's own tf.train.Example TFRecords",
+                            description="For google-research/albert's TensorFlow run_pretraining.py: one .tfrecord "
+                            "per shard with input_ids, input_mask, segment_ids, masked_lm_positions, "
+                            "masked_lm_ids, masked_lm_weights, next_sentence_labels. TensorFlow is not needed.")
+    p.add_argument("directory")
+    p.add_argument("--output", required=True)
+    p.add_argument("--split", default="train", choices=prepare.SPLITS)
+    p.set_defaults(run=_export_tfrecord)
+
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command in ("show", "inspect"):
+    if beam_args and args.command in ("show", "inspect", "export-tfrecord"):
         parser.error(f"unknown options {beam_args}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):

@@ -361,12 +361,15 @@ def export(directory: str, output_dir: str, split: str = "train") -> list[str]:
         raise ValueError(f"{directory}: no split {split!r} in {MANIFEST} (has {sorted(manifest['splits'])})")
     layout = records.FeatureLayout(manifest["features"]["max_seq_length"],
                                    manifest["features"]["max_predictions_per_seq"])
-    os.makedirs(output_dir, exist_ok=True)
-    paths = []
-    for shard in manifest["splits"][split]["shards"]:
+    shards = manifest["splits"][split]["shards"]
+    for shard in shards:  # all checked before anything is written
         source = os.path.join(directory, shard["file"])
         if _sha256(source) != shard["sha256"]:
             raise ValueError(f"{source}: sha256 differs from {MANIFEST}'s; the shard is damaged or stale")
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for shard in shards:
+        source = os.path.join(directory, shard["file"])
         target = os.path.join(output_dir, os.path.splitext(shard["file"])[0] + SUFFIX)
         reader = ArrayRecordReader(source)
         try:
