@@ -60,36 +60,54 @@ class InstanceStats:
 
 
 @dataclasses.dataclass(frozen=True)
-class Sentence:
+class TokenizedDocument:
+    """A document's tokens in one array; sentence i is ids[bounds[i]:bounds[i+1]].
+
+    A chunk of consecutive sentences is then one slice, so segments A and B
+    are views into these arrays, never copies built sentence by sentence.
+    """
+
     ids: np.ndarray
     word_starts: np.ndarray
+    bounds: np.ndarray  # [sentences + 1] token offsets
+
+    @classmethod
+    def from_sentences(cls, sentences: list[np.ndarray], word_start: np.ndarray) -> TokenizedDocument:
+        """From per-sentence ids; sentences that tokenised to nothing are dropped."""
+        sentences = [s for s in sentences if len(s)]
+        bounds = np.zeros(len(sentences) + 1, np.int64)
+        np.cumsum([len(s) for s in sentences], out=bounds[1:])
+        ids = np.concatenate(sentences) if sentences else np.zeros(0, np.int64)
+        return cls(ids, word_start[ids], bounds)
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
 
 
-def _truncate_pair(a: list[Sentence], b: list[Sentence], max_tokens: int, rng: np.random.Generator):
-    """ALBERT's truncate_seq_pair: one token at a time from the longer side
-    (B on a tie), from its front or back with equal odds, one draw a token.
+def _truncate_pair(document: TokenizedDocument, a: tuple[int, int], b_document: TokenizedDocument,
+                   b: tuple[int, int], max_tokens: int, rng: np.random.Generator):
+    """ALBERT's truncate_seq_pair on token ranges a and b: one token at a time
+    from the longer side (B on a tie), from its front or back with equal
+    odds, one draw a token.
 
     Which side each step hits depends on the lengths alone, so the steps
     are laid out at once: the longer side down to the other, then turns.
     """
-    ids_a = np.concatenate([s.ids for s in a])
-    ws_a = np.concatenate([s.word_starts for s in a])
-    ids_b = np.concatenate([s.ids for s in b])
-    ws_b = np.concatenate([s.word_starts for s in b])
-    len_a, len_b = len(ids_a), len(ids_b)
+    (a_lo, a_hi), (b_lo, b_hi) = a, b
+    len_a, len_b = a_hi - a_lo, b_hi - b_lo
     excess = len_a + len_b - max_tokens
-    if excess <= 0:
-        return ids_a, ws_a, ids_b, ws_b, False
-    first, second = (0, 1) if len_a > len_b else (1, 0)  # 0 = A, 1 = B
-    lead = min(excess, len_a - len_b if len_a > len_b else len_b - len_a + 1)
-    sides = np.full(excess, first, np.int8)
-    sides[lead:][::2] = second
-    front = rng.random(excess) < 0.5
-    cut_a, front_a = int((sides == 0).sum()), int((front & (sides == 0)).sum())
-    cut_b, front_b = excess - cut_a, int((front & (sides == 1)).sum())
-    a_slice = slice(front_a, len_a - (cut_a - front_a))
-    b_slice = slice(front_b, len_b - (cut_b - front_b))
-    return ids_a[a_slice], ws_a[a_slice], ids_b[b_slice], ws_b[b_slice], True
+    if excess > 0:
+        first, second = (0, 1) if len_a > len_b else (1, 0)  # 0 = A, 1 = B
+        lead = min(excess, len_a - len_b if len_a > len_b else len_b - len_a + 1)
+        sides = np.full(excess, first, np.int8)
+        sides[lead:][::2] = second
+        front = rng.random(excess) < 0.5
+        cut_a, front_a = int((sides == 0).sum()), int((front & (sides == 0)).sum())
+        cut_b, front_b = excess - cut_a, int((front & (sides == 1)).sum())
+        a_lo, a_hi = a_lo + front_a, a_hi - (cut_a - front_a)
+        b_lo, b_hi = b_lo + front_b, b_hi - (cut_b - front_b)
+    return (document.ids[a_lo:a_hi], document.word_starts[a_lo:a_hi],
+            b_document.ids[b_lo:b_hi], b_document.word_starts[b_lo:b_hi], excess > 0)
 
 
 def _target_length(config: InstanceConfig, rng: np.random.Generator) -> tuple[int, bool]:
@@ -100,12 +118,12 @@ def _target_length(config: InstanceConfig, rng: np.random.Generator) -> tuple[in
 
 
 def create_instances(
-    document: list[Sentence],
+    document: TokenizedDocument,
     rng: np.random.Generator,
     config: InstanceConfig,
     vocab: MaskingVocab,
     stats: InstanceStats,
-    other_documents: list[list[Sentence]] | None = None,
+    other_documents: list[TokenizedDocument] | None = None,
 ) -> list[Instance]:
     """The instances of one document (one duplicate), masked.
 
@@ -115,72 +133,72 @@ def create_instances(
     max_tokens = config.max_seq_length - 3
     if stats.length_histogram is None:
         stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
+    bounds = document.bounds.tolist()
+    sentences = len(bounds) - 1
     instances: list[Instance] = []
     target, short = _target_length(config, rng)
-    chunk: list[Sentence] = []
-    chunk_length = 0
-    i = 0
-    while i < len(document):
-        chunk.append(document[i])
-        chunk_length += len(document[i].ids)
-        last = i == len(document) - 1
+    first = 0  # the chunk is sentences first..i
+    for i in range(sentences):
+        chunk_length = bounds[i + 1] - bounds[first]
+        last = i == sentences - 1
         if not (last or chunk_length >= target):
-            i += 1
             continue
-        if len(chunk) == 1 and not config.albert_compat:
+        chunk = i + 1 - first
+        if chunk == 1 and not config.albert_compat:
             if last:
                 stats.dropped_sentences += 1
                 stats.dropped_tokens += chunk_length
-                break
-            i += 1  # strict SOP needs two sentences: keep filling
-            continue
-        a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-        a, b = chunk[:a_end], chunk[a_end:]
+            continue  # strict SOP needs two sentences: keep filling
         label = 0
-        if len(chunk) == 1:  # albert_compat: B from a random other document
-            b = _random_b(other_documents, target - chunk_length, rng)
-            if not b:
+        if chunk == 1:  # albert_compat: B from a random other document
+            a = (bounds[first], bounds[i + 1])
+            b_document, b = _random_b(other_documents, target - chunk_length, rng)
+            if b_document is None:
                 stats.dropped_sentences += 1
                 stats.dropped_tokens += chunk_length
-                chunk, chunk_length = [], 0
-                i += 1
+                first = i + 1
                 continue
             label = 1
             stats.random_b += 1
-        elif rng.random() < 0.5:
-            a, b, label = b, a, 1
-            stats.sop_swapped += 1
-        ids_a, ws_a, ids_b, ws_b, truncated = _truncate_pair(a, b, max_tokens, rng)
-        instances.append(_assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, stats.masking))
+        else:
+            split = bounds[first + int(rng.integers(1, chunk))]
+            a, b, b_document = (bounds[first], split), (split, bounds[i + 1]), document
+            if rng.random() < 0.5:
+                a, b, label = b, a, 1
+                stats.sop_swapped += 1
+        ids_a, ws_a, ids_b, ws_b, truncated = _truncate_pair(document, a, b_document, b, max_tokens, rng)
+        instance = _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, stats.masking)
+        instances.append(instance)
         stats.instances += 1
         stats.short_target += short
         stats.truncated += truncated
-        stats.length_histogram[len(instances[-1].input_ids)] += 1
-        chunk, chunk_length = [], 0
+        stats.length_histogram[len(instance.input_ids)] += 1
+        first = i + 1
         target, short = _target_length(config, rng)
-        i += 1
     return instances
 
 
-def _random_b(others: list[list[Sentence]] | None, wanted: int, rng: np.random.Generator) -> list[Sentence]:
-    candidates = [d for d in (others or []) if d]
+def _random_b(others: list[TokenizedDocument] | None, wanted: int, rng: np.random.Generator):
+    """ALBERT's random B: sentences of another document from a random one on,
+    until `wanted` tokens."""
+    candidates = [d for d in (others or []) if len(d)]
     if not candidates:
-        return []
+        return None, None
     document = candidates[int(rng.integers(len(candidates)))]
+    bounds = document.bounds
     start = int(rng.integers(len(document)))
-    taken, length = [], 0
-    for sentence in document[start:]:
-        taken.append(sentence)
-        length += len(sentence.ids)
-        if length >= wanted:
-            break
-    return taken
+    reach = np.searchsorted(bounds, bounds[start] + max(wanted, 1), side="left")
+    end = int(min(reach, len(document)))
+    return document, (int(bounds[start]), int(bounds[max(end, start + 1)]))
 
 
 def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, masking_stats) -> Instance:
-    ids = np.concatenate([[CLS], ids_a, [SEP], ids_b, [SEP]]).astype(np.int64)
-    word_starts = np.concatenate([[False], ws_a, [False], ws_b, [False]]).astype(bool)
-    len_a = len(ids_a)
+    len_a, len_b = len(ids_a), len(ids_b)
+    ids = np.empty(len_a + len_b + 3, np.int64)
+    ids[0], ids[len_a + 1], ids[-1] = CLS, SEP, SEP
+    ids[1: len_a + 1], ids[len_a + 2: -1] = ids_a, ids_b
+    word_starts = np.zeros(len(ids), bool)
+    word_starts[1: len_a + 1], word_starts[len_a + 2: -1] = ws_a, ws_b
     word_starts[1] = word_starts[len_a + 2] = True  # a segment starts a word, even when truncated
     input_ids, positions, originals = mask_instance(ids, word_starts, len_a, rng, config.masking, vocab, masking_stats)
     return Instance(input_ids, word_starts, len_a, label, positions, originals)

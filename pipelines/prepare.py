@@ -32,7 +32,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from pipelines import records, textformats
 from pipelines.documents import Document
-from pipelines.instances import InstanceConfig, InstanceStats, Sentence, create_instances
+from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
 from pipelines.tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
@@ -227,9 +227,8 @@ class MakeInstances(beam.DoFn):
                                            random_ids=tokenizer.random_ids)
         self._word_start = tokenizer.word_start
 
-    def _sentences(self, document: Document) -> list[Sentence]:
-        encoded = self._tokenizer.encode(list(document.sentences))
-        return [Sentence(ids, self._word_start[ids]) for ids in encoded if len(ids)]
+    def _tokenize(self, document: Document) -> TokenizedDocument:
+        return TokenizedDocument.from_sentences(self._tokenizer.encode(list(document.sentences)), self._word_start)
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple]:
         for read_range in keyed[1]:
@@ -240,12 +239,12 @@ class MakeInstances(beam.DoFn):
         stats = {split: InstanceStats() for split in SPLITS}
         documents = {"read": 0, "used": 0, "no_instances": 0, "train": 0, "eval": 0}
         started = last_report = time.monotonic()
-        pool: list[tuple[Document, list[Sentence]]] = []
-        source = ((d, self._sentences(d)) for d in _documents(read_range))
+        pool: list[tuple[Document, TokenizedDocument]] = []
+        source = ((d, self._tokenize(d)) for d in _documents(read_range))
         if config.instances.albert_compat:  # B may come from any document of the range
             pool = list(source)
             source = iter(pool)
-        for index, (document, sentences) in enumerate(source):
+        for index, (document, tokens) in enumerate(source):
             documents["read"] += 1
             split = "eval" if is_eval(config, document.id) else "train"
             documents[split] += 1
@@ -254,7 +253,7 @@ class MakeInstances(beam.DoFn):
             for dup in range(config.dupe_factor):
                 rng = records.rng_for(config.seed, document.id, dup)
                 for k, instance in enumerate(create_instances(
-                        sentences, rng, config.instances, self._vocab, stats[split], others)):
+                        tokens, rng, config.instances, self._vocab, stats[split], others)):
                     key = records.stable_hash(document.id, dup, k)
                     shard = key % self._shards[split]
                     record = records.encode(instance, self._tokenizer.vocab_size)

@@ -89,10 +89,13 @@ class Tokenizer:
     def _digit_comma(self) -> np.ndarray:
         return np.array([len(p) > 1 and p[-1] == "," and p[-2].isdigit() for p in self.pieces], bool)
 
-    def encode(self, sentences: list[str]) -> list[np.ndarray]:
-        """Token ids of each sentence, normalised first."""
+    def encode(self, sentences: list[str], threads: int = 1) -> list[np.ndarray]:
+        """Token ids of each sentence, normalised first.
+
+        One thread by default: a Beam worker is one core's share of the job.
+        """
         texts = [normalize(s, self.do_lower_case) for s in sentences]
-        encoded = self.processor.encode(texts, out_type=int)
+        encoded = self.processor.encode(texts, out_type=int, num_threads=threads)
         return [self._split_digit_commas(ids) for ids in encoded]
 
     def _split_digit_commas(self, ids: list[int]) -> np.ndarray:

@@ -1,15 +1,18 @@
 import numpy as np
 import pytest
 
-from pipelines.instances import InstanceConfig, InstanceStats, Sentence, _truncate_pair, create_instances
+from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, _truncate_pair, create_instances
 from pipelines.records import MaskingVocab
 
 VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 1000))
 
 
-def _sentence(length, first=10):
-    ids = np.arange(first, first + length)
-    return Sentence(ids, np.ones(length, bool))
+WORD_START = np.ones(30000, bool)
+
+
+def _document(*sentences: tuple[int, int]) -> TokenizedDocument:
+    """Sentences given as (length, first id): ids count up from there."""
+    return TokenizedDocument.from_sentences([np.arange(first, first + n) for n, first in sentences], WORD_START)
 
 
 def _albert_truncate(len_a, len_b, max_tokens, draws):
@@ -31,8 +34,9 @@ def test_truncation_is_albert_truncate_seq_pair(len_a, len_b, max_tokens):
     for seed in range(20):
         draws = np.random.default_rng(seed).random(len_a + len_b)
         expected = _albert_truncate(len_a, len_b, max_tokens, draws)
+        document = _document((len_a, 0), (len_b, 100))
         ids_a, _, ids_b, _, truncated = _truncate_pair(
-            [_sentence(len_a, 0)], [_sentence(len_b, 100)], max_tokens, np.random.default_rng(seed))
+            document, (0, len_a), document, (len_a, len_a + len_b), max_tokens, np.random.default_rng(seed))
         assert (ids_a.tolist(), ids_b.tolist()) == expected
         assert truncated
 
@@ -44,8 +48,8 @@ def _make(document, seed=0, **config):
 
 
 def test_b_never_comes_from_another_document_in_strict_mode():
-    document = [_sentence(5, 10 * i + 10) for i in range(40)]
-    tokens = {t for s in document for t in s.ids.tolist()}
+    document = _document(*[(5, 10 * i + 10) for i in range(40)])
+    tokens = set(document.ids.tolist())
     for seed in range(10):
         instances, stats = _make(document, seed, max_seq_length=32, short_seq_prob=0.0)
         assert instances and stats.random_b == 0
@@ -58,25 +62,25 @@ def test_b_never_comes_from_another_document_in_strict_mode():
 
 
 def test_a_lone_last_sentence_is_dropped_and_counted():
-    document = [_sentence(20, 10), _sentence(20, 40), _sentence(20, 70)]
+    document = _document((20, 10), (20, 40), (20, 70))
     instances, stats = _make(document, max_seq_length=40 + 3, short_seq_prob=0.0)
     assert len(instances) == 1 and stats.dropped_sentences == 1 and stats.dropped_tokens == 20
-    single, stats = _make([_sentence(8)], max_seq_length=64)
+    single, stats = _make(_document((8, 10)), max_seq_length=64)
     assert single == [] and stats.dropped_sentences == 1
 
 
 def test_albert_compat_borrows_b_from_another_document():
-    others = [[_sentence(6, 500)], [_sentence(6, 600)]]
+    others = [_document((6, 500)), _document((6, 600))]
     stats = InstanceStats()
     config = InstanceConfig(max_seq_length=64, albert_compat=True)
-    instances = create_instances([_sentence(8)], np.random.default_rng(0), config, VOCAB, stats, others)
+    instances = create_instances(_document((8, 10)), np.random.default_rng(0), config, VOCAB, stats, others)
     assert len(instances) == 1 and instances[0].sop_label == 1 and stats.random_b == 1
     b = instances[0].original_ids()[instances[0].len_a + 2: -1]
     assert b.min() >= 500
 
 
 def test_short_targets_and_lengths():
-    document = [_sentence(7, 10 * i + 10) for i in range(2000)]
+    document = _document(*[(7, 10 * i + 10) for i in range(2000)])
     instances, stats = _make(document, 3, max_seq_length=128)
     assert all(len(i.input_ids) <= 128 for i in instances)
     assert abs(stats.short_target / stats.instances - 0.1) < 0.04
