@@ -26,8 +26,14 @@ setup(
         "optax>=0.2.3",
         "orbax-checkpoint>=0.6",
         "tensorflow-datasets>=4.9.7",
+        "safetensors>=0.4",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "ruff", "pysbd", "blingfire"]},
+    extras_require={
+        # torch 2.13.0 is pinned: the CPU build this project tests against (the model's
+        # parity test runs transformers' AlbertForPreTraining as the reference)
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "torch==2.13.0", "transformers>=4.40"],
+        "tf": ["tensorflow-cpu"],  # only to read google-research/albert TF checkpoints
+    },
     entry_points={"console_scripts": ["albertprep=pipelines.cli:main"]},
 )

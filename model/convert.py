@@ -1,0 +1,215 @@
+"""Weights in and out: transformers' AlbertForPreTraining and google-research/albert.
+
+Our parameter tree uses transformers' names, so a transformers key is our
+path with dots, "scale"/"embedding" read "weight", and Dense kernels
+transposed (torch stores [out, in]). google-research/albert's TF checkpoint
+names are mapped one by one; their kernels are [in, out] like ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+
+import numpy as np
+from flax import traverse_util
+
+from model.config import AlbertConfig
+
+_GROUP_LAYER = re.compile(r"albert_layer_groups_(\d+)_albert_layers_(\d+)")
+
+
+def _hf_key(path: tuple[str, ...]) -> tuple[str, bool]:
+    """(transformers key, transpose?) of one of our parameter paths."""
+    *modules, leaf = path
+    dotted = ".".join(modules)
+    dotted = _GROUP_LAYER.sub(r"albert_layer_groups.\1.albert_layers.\2", dotted)
+    if modules[0] in ("embeddings", "encoder", "pooler"):
+        dotted = "albert." + dotted
+    if modules[0] == "sop_classifier":
+        dotted = "sop_classifier.classifier"
+    if dotted == "predictions" and leaf == "bias":
+        return "predictions.bias", False
+    name = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}[leaf]
+    return f"{dotted}.{name}", leaf == "kernel"
+
+
+def from_transformers(state_dict: Mapping[str, np.ndarray], params_template: Mapping) -> dict:
+    """Our params from an AlbertForPreTraining state dict (numpy or torch values)."""
+    flat = {}
+    for path, template in traverse_util.flatten_dict(params_template).items():
+        key, transpose = _hf_key(path)
+        if key not in state_dict:
+            raise KeyError(f"the state dict has no {key} (for {'/'.join(path)})")
+        value = np.asarray(state_dict[key].detach().cpu().numpy() if hasattr(state_dict[key], "detach")
+                           else state_dict[key], np.float32)
+        value = value.T if transpose else value
+        if value.shape != tuple(template.shape):
+            raise ValueError(f"{key}: shape {value.shape}, expected {tuple(template.shape)}")
+        flat[path] = value
+    return traverse_util.unflatten_dict(flat)
+
+
+def to_transformers(params: Mapping) -> dict[str, np.ndarray]:
+    """An AlbertForPreTraining state dict, with the tied decoder written out."""
+    state = {}
+    for path, value in traverse_util.flatten_dict(params).items():
+        key, transpose = _hf_key(path)
+        value = np.asarray(value, np.float32)
+        state[key] = np.ascontiguousarray(value.T if transpose else value)
+    state["predictions.decoder.weight"] = state["albert.embeddings.word_embeddings.weight"]
+    state["predictions.decoder.bias"] = state["predictions.bias"]
+    return state
+
+
+def transformers_config(config: AlbertConfig) -> dict:
+    """config.json that transformers' AlbertConfig.from_pretrained reads."""
+    return {
+        "architectures": ["AlbertForPreTraining"],
+        "model_type": "albert",
+        "vocab_size": config.vocab_size,
+        "embedding_size": config.embedding_size,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_hidden_groups": config.num_hidden_groups,
+        "num_attention_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "inner_group_num": config.inner_group_num,
+        "hidden_act": "gelu_new",
+        "hidden_dropout_prob": config.hidden_dropout_prob,
+        "attention_probs_dropout_prob": config.attention_probs_dropout_prob,
+        "classifier_dropout_prob": config.classifier_dropout_prob,
+        "max_position_embeddings": config.max_position_embeddings,
+        "type_vocab_size": config.type_vocab_size,
+        "initializer_range": config.initializer_range,
+        "layer_norm_eps": config.layer_norm_eps,
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+    }
+
+
+def config_from_transformers(hf_config: Mapping) -> AlbertConfig:
+    if hf_config.get("hidden_act", "gelu_new") != "gelu_new":
+        raise ValueError(f"hidden_act {hf_config['hidden_act']!r}: this ALBERT implements gelu_new")
+    fields = AlbertConfig.__dataclass_fields__
+    return AlbertConfig(**{k: v for k, v in hf_config.items() if k in fields})
+
+
+def save_pretrained(directory: str, params: Mapping, config: AlbertConfig) -> None:
+    """model.safetensors and config.json: `AlbertForPreTraining.from_pretrained(directory)` loads them."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(directory, exist_ok=True)
+    state = to_transformers(params)
+    state.pop("predictions.decoder.weight")  # tied: safetensors stores each tensor once
+    state.pop("predictions.decoder.bias")
+    save_file(state, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(transformers_config(config), f, indent=2)
+
+
+def load_pretrained(directory: str) -> tuple[dict, AlbertConfig]:
+    """Our params and config from a transformers checkpoint directory
+    (model.safetensors, or pytorch_model.bin when torch is installed)."""
+    from model.albert import init_params
+
+    with open(os.path.join(directory, "config.json")) as f:
+        config = config_from_transformers(json.load(f))
+    safetensors_path = os.path.join(directory, "model.safetensors")
+    if os.path.exists(safetensors_path):
+        from safetensors.numpy import load_file
+
+        state = load_file(safetensors_path)
+    else:
+        import torch
+
+        state = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    import jax
+
+    template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    return from_transformers(state, template), config
+
+
+# --- google-research/albert TF checkpoints ----------------------------------
+
+_TF_LAYER = {
+    "attention/query": "attention_1/self/query",
+    "attention/key": "attention_1/self/key",
+    "attention/value": "attention_1/self/value",
+    "attention/dense": "attention_1/output/dense",
+    "attention/LayerNorm": "LayerNorm",
+    "ffn": "ffn_1/intermediate/dense",
+    "ffn_output": "ffn_1/intermediate/output/dense",
+    "full_layer_layer_norm": "LayerNorm_1",
+}
+
+
+def _tf_name(path: tuple[str, ...]) -> tuple[str, bool]:
+    """(google-research/albert variable name, transpose?) of one of our paths."""
+    *modules, leaf = path
+    tf_leaf = {"kernel": "kernel", "bias": "bias", "scale": "gamma", "embedding": ""}[leaf]
+    if modules[-1] == "LayerNorm" or modules[-1] == "full_layer_layer_norm":
+        tf_leaf = {"scale": "gamma", "bias": "beta"}[leaf]
+    head = modules[0]
+    if head == "embeddings":
+        name = f"bert/embeddings/{modules[1]}" + (f"/{tf_leaf}" if tf_leaf else "")
+    elif head == "encoder" and modules[1] == "embedding_hidden_mapping_in":
+        name = f"bert/encoder/embedding_hidden_mapping_in/{tf_leaf}"
+    elif head == "encoder":
+        group, inner = _GROUP_LAYER.fullmatch(modules[1]).groups()
+        name = f"bert/encoder/transformer/group_{group}/inner_group_{inner}/{_TF_LAYER['/'.join(modules[2:])]}/{tf_leaf}"
+    elif head == "pooler":
+        name = f"bert/pooler/dense/{tf_leaf}"
+    elif head == "predictions" and len(modules) == 1:
+        name = "cls/predictions/output_bias"
+    elif head == "predictions":
+        name = f"cls/predictions/transform/{modules[1]}/{tf_leaf}"
+    else:  # sop_classifier: output_weights are [2, H]
+        return ("cls/seq_relationship/output_weights", True) if leaf == "kernel" else (
+            "cls/seq_relationship/output_bias", False)
+    return name, False
+
+
+def from_tf_variables(variables: Mapping[str, np.ndarray], params_template: Mapping) -> dict:
+    """Our params from google-research/albert's variables (name → array),
+    e.g. `{n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}`
+    of `tf.train.load_checkpoint(path)`; optimizer slots are ignored."""
+    flat = {}
+    for path, template in traverse_util.flatten_dict(params_template).items():
+        name, transpose = _tf_name(path)
+        if name not in variables:
+            raise KeyError(f"the checkpoint has no variable {name} (for {'/'.join(path)})")
+        value = np.asarray(variables[name], np.float32)
+        value = value.T if transpose else value
+        if value.shape != tuple(template.shape):
+            raise ValueError(f"{name}: shape {value.shape}, expected {tuple(template.shape)}")
+        flat[path] = value
+    return traverse_util.unflatten_dict(flat)
+
+
+def to_tf_variables(params: Mapping) -> dict[str, np.ndarray]:
+    flat = {}
+    for path, value in traverse_util.flatten_dict(params).items():
+        name, transpose = _tf_name(path)
+        value = np.asarray(value, np.float32)
+        flat[name] = value.T if transpose else value
+    return flat
+
+
+def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
+    """Reads a google-research/albert checkpoint (needs TensorFlow, an optional extra)."""
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError("reading a TF checkpoint needs TensorFlow: pip install tensorflow-cpu") from error
+    import jax
+
+    from model.albert import init_params
+
+    reader = tf.train.load_checkpoint(path)
+    variables = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    return from_tf_variables(variables, template)
