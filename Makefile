@@ -9,7 +9,7 @@ DEMO := demo-output
 $(BIN)/albertprep: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 install: $(BIN)/albertprep
@@ -39,7 +39,9 @@ test-all: install
 	$(BIN)/pytest -q
 
 bench: install
+	$(BIN)/python benchmarks/sentences.py
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/prepare.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info
