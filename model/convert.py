@@ -160,7 +160,8 @@ def _tf_name(path: tuple[str, ...]) -> tuple[str, bool]:
         name = f"bert/encoder/embedding_hidden_mapping_in/{tf_leaf}"
     elif head == "encoder":
         group, inner = _GROUP_LAYER.fullmatch(modules[1]).groups()
-        name = f"bert/encoder/transformer/group_{group}/inner_group_{inner}/{_TF_LAYER['/'.join(modules[2:])]}/{tf_leaf}"
+        layer = _TF_LAYER["/".join(modules[2:])]
+        name = f"bert/encoder/transformer/group_{group}/inner_group_{inner}/{layer}/{tf_leaf}"
     elif head == "pooler":
         name = f"bert/pooler/dense/{tf_leaf}"
     elif head == "predictions" and len(modules) == 1:
