@@ -114,6 +114,27 @@ def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from model.optim import OptimizerConfig
+    from model.pretrain import PretrainConfig, pretrain
+
+    optimizer = OptimizerConfig(name=args.optimizer, learning_rate=args.learning_rate,
+                                warmup_steps=args.warmup_steps, total_steps=args.steps,
+                                weight_decay=args.weight_decay, accumulation_steps=args.accumulation_steps)
+    config = PretrainConfig(
+        data=args.data, workdir=args.workdir, model=args.config, batch_size=args.batch_size, steps=args.steps,
+        optimizer=optimizer, dtype=args.dtype, seed=args.seed, dynamic_masking=args.dynamic_masking,
+        worker_count=args.worker_count, eval_every=args.eval_every, eval_batches=args.eval_batches,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
+        fsdp=args.fsdp, remat=args.remat, verify_checksums=not args.no_verify, progress=not args.no_progress)
+    try:
+        result = pretrain(config, resume=args.resume)
+    except FileExistsError as error:
+        raise jobs.JobError(str(error)) from error
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--split-mb", type=float, default=64, help="input read by one task (text files, multistream dumps)")
@@ -196,8 +217,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train", choices=prepare.SPLITS)
     p.set_defaults(run=_export_tfrecord)
 
+    p = commands.add_parser("pretrain", help="pretrain ALBERT on prepared shards (resumable to the bit)")
+    p.add_argument("--config", default="base", help="tiny, base, large, xlarge or xxlarge")
+    p.add_argument("--data", required=True, help="a directory written by albertprep prepare")
+    p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, tensorboard/")
+    p.add_argument("--resume", action="store_true", help="continue from the workdir's last checkpoint")
+    p.add_argument("--steps", type=int, default=125_000)
+    p.add_argument("--batch-size", type=int, default=4096, help="global, over all processes")
+    p.add_argument("--optimizer", default="lamb", choices=("lamb", "adamw"))
+    p.add_argument("--learning-rate", type=float, default=0.00176)
+    p.add_argument("--warmup-steps", type=int, default=3125)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="compute dtype")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dynamic-masking", action="store_true", help="mask anew each epoch instead of the stored masks")
+    p.add_argument("--worker-count", type=int, default=0, help="Grain worker processes")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--eval-batches", type=int, default=20)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--keep-checkpoints", type=int, default=3)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--fsdp", action="store_true", help="shard parameters and optimizer state over the devices")
+    p.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
+    p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_pretrain)
+
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command in ("show", "inspect", "export-tfrecord"):
+    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain"):
         parser.error(f"unknown options {beam_args}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):

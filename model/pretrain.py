@@ -1,0 +1,209 @@
+"""The pretraining loop: `albertprep pretrain --config base --data DIR --workdir DIR`.
+
+One orbax checkpoint holds the parameters, the optimizer state, the step and
+the Grain iterator's state, saved together; `--resume` restores all four,
+so the resumed run sees exactly the batches and dropout keys it would have,
+and its losses match an uninterrupted run bit for bit. Metrics go to
+`WORKDIR/metrics.jsonl` (one line per logged step, appended across
+resumptions), to TensorBoard (`WORKDIR/tensorboard`) and to a progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import grain.python as grain
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from loaders import AlbertLoader, LoaderConfig, PreparedDataset
+from model.albert import AlbertForPreTraining
+from model.config import get_config
+from model.flops import train_step_flops
+from model.optim import OptimizerConfig, albert_schedule, make_optimizer
+from model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
+
+_LOG = logging.getLogger(__name__)
+PEAK_TFLOPS = {"H100": 787.0, "H200": 787.0, "A100": 312.0, "TPU v5": 197.0, "TPU v4": 275.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    data: str
+    workdir: str
+    model: str = "base"
+    batch_size: int = 4096  # global, over all processes (ALBERT's)
+    steps: int = 125_000
+    optimizer: OptimizerConfig = OptimizerConfig()
+    dtype: str = "bfloat16"  # compute; parameters stay fp32
+    seed: int = 0
+    dynamic_masking: bool = False
+    worker_count: int = 0
+    eval_every: int = 1000
+    eval_batches: int = 20
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    fsdp: bool = False
+    remat: bool = False
+    verify_checksums: bool = True
+    progress: bool = True
+
+
+def _peak_flops() -> float | None:
+    kind = jax.devices()[0].device_kind
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in kind), None)
+    return peak * 1e12 * jax.device_count() if peak else None
+
+
+class _Logs:
+    """JSONL always; TensorBoard when tensorboardX is installed."""
+
+    def __init__(self, workdir: str):
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        try:
+            from tensorboardX import SummaryWriter
+
+            self._board = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        except ImportError:
+            self._board = None
+
+    def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        record = {"step": step, "split": prefix} | metrics
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self._board is not None:
+            for name, value in metrics.items():
+                self._board.add_scalar(f"{prefix}/{name}", value, step)
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def _evaluate(config: PretrainConfig, eval_step, params, mesh) -> dict | None:
+    try:
+        dataset = PreparedDataset.open(config.data, split="eval", verify_checksums=False)
+    except ValueError as error:  # no eval split, or an empty one
+        _LOG.info("no evaluation: %s", error)
+        return None
+    per_process = config.batch_size // jax.process_count()
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=per_process, seed=config.seed, num_epochs=1,
+                                                shuffle=False), sharding=batch_sharding(mesh))
+    if not loader.num_batches:
+        return None
+    totals: dict[str, float] = {}
+    count = 0
+    with iter(loader) as batches:
+        for batch, _ in zip(batches, range(config.eval_batches)):
+            for name, value in jax.device_get(eval_step(params, batch)).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+            count += 1
+    return {name: value / count for name, value in totals.items()}
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
+    """Runs to config.steps; returns the last logged train and eval metrics."""
+    os.makedirs(config.workdir, exist_ok=True)
+    train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
+    vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
+    seq_len = train_data.layout.max_seq_length
+    model_config = get_config(config.model, vocab_size=vocab_size,
+                              max_position_embeddings=max(seq_len, get_config(config.model).max_position_embeddings))
+    model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
+    optimizer = make_optimizer(config.optimizer)
+    schedule = albert_schedule(config.optimizer)
+    mesh = make_mesh()
+    if config.batch_size % (jax.process_count() * jax.local_device_count()):
+        raise ValueError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
+    state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp)
+    train_step = make_train_step(model, optimizer, schedule, shardings, mesh, config.seed)
+    eval_step = make_eval_step(model, shardings, mesh)
+    loader = AlbertLoader(train_data, LoaderConfig(batch_size=config.batch_size // jax.process_count(),
+                                                   seed=config.seed, dynamic_masking=config.dynamic_masking,
+                                                   worker_count=config.worker_count),
+                          sharding=batch_sharding(mesh))
+    batches = iter(loader)
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(config.workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                             enable_async_checkpointing=True))
+    start = 0
+    if resume and manager.latest_step() is not None:
+        start = manager.latest_step()
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+        restored = manager.restore(start, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=grain.PyGrainCheckpointRestore(batches)))
+        state = restored.state
+        _LOG.info("resumed at step %d", start)
+    elif manager.latest_step() is not None:
+        raise FileExistsError(f"{config.workdir} has checkpoints up to step {manager.latest_step()}; "
+                              "pass --resume to continue or use another workdir")
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config) | {"model_config": dataclasses.asdict(model_config)}, f, indent=2)
+
+    flops_per_step = train_step_flops(model_config, seq_len, train_data.layout.max_predictions_per_seq) \
+        * config.batch_size
+    peak = _peak_flops()
+    logs = _Logs(config.workdir)
+    progress = None
+    if config.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)
+    last_train: dict = {}
+    last_eval: dict | None = None
+    timer, timed_steps = time.perf_counter(), 0
+    try:
+        for step in range(start, config.steps):
+            state, metrics = train_step(state, next(batches))
+            timed_steps += 1
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                seconds = (time.perf_counter() - timer) / timed_steps
+                metrics |= {"steps_per_second": 1 / seconds, "tokens_per_second": config.batch_size * seq_len / seconds}
+                if peak:
+                    metrics["mfu"] = flops_per_step / seconds / peak
+                logs.write(done, metrics)
+                last_train = metrics
+                timer, timed_steps = time.perf_counter(), 0
+                if progress is not None:
+                    progress.set_postfix(loss=f"{metrics['loss']:.3f}", mlm_acc=f"{metrics['mlm_accuracy']:.3f}",
+                                         sop_acc=f"{metrics['sop_accuracy']:.3f}", refresh=False)
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                           data=grain.PyGrainCheckpointSave(batches)))
+            if done % config.eval_every == 0 or done == config.steps:
+                last_eval = _evaluate(config, eval_step, state.params, mesh)
+                if last_eval:
+                    logs.write(done, last_eval, prefix="eval")
+                timer, timed_steps = time.perf_counter(), 0
+            if progress is not None:
+                progress.update(1)
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        batches.close()
+        logs.close()
+        if progress is not None:
+            progress.close()
+    return {"train": last_train, "eval": last_eval, "steps": config.steps}
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """metrics.jsonl, the last line for each (split, step): a resumed run
+    logs again the steps after its checkpoint."""
+    latest: dict[tuple[str, int], dict] = {}
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            latest[(record["split"], record["step"])] = record
+    return [latest[key] for key in sorted(latest, key=lambda k: (k[1], k[0]))]
+
