@@ -38,6 +38,9 @@ class AlbertConfig:
 CONFIGS = {
     "tiny": AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                          intermediate_size=64, max_position_embeddings=128),
+    # for `make demo`: learns something in minutes on two CPU cores
+    "mini": AlbertConfig(embedding_size=64, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                         intermediate_size=512, max_position_embeddings=128),
     "base": AlbertConfig(),
     "large": AlbertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
     "xlarge": AlbertConfig(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192),

@@ -135,6 +135,17 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from model.report import write_report
+
+    check = write_report(args.data, args.workdir, args.output)
+    print(f"report: {args.output}")
+    if check["eval_mlm_accuracy"] is not None:
+        print(f"learning check: eval MLM accuracy {check['eval_mlm_accuracy']:.3f} against "
+              f"{check['most_frequent_token_accuracy']:.3f} for always predicting the most frequent masked token")
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--split-mb", type=float, default=64, help="input read by one task (text files, multistream dumps)")
@@ -244,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_pretrain)
 
+    p = commands.add_parser("report", help="Markdown report with plots of the data and the training run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--output", required=True, help="report .md; its PNGs go beside it")
+    p.set_defaults(run=_report)
+
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain"):
+    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "report"):
         parser.error(f"unknown options {beam_args}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):

@@ -1,0 +1,138 @@
+"""The run report: Markdown with PNG plots of the data and of the training.
+
+Written by `albertprep report` (and `make demo`): the corpus accounting and
+instance statistics from the prepared directory's manifest, the loss and
+MLM accuracy curves from the workdir's metrics.jsonl, and the learning
+check: eval MLM accuracy against always predicting the most frequent
+masked token of the eval split.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from loaders import AlbertLoader, LoaderConfig, PreparedDataset  # noqa: E402
+from model.pretrain import read_metrics  # noqa: E402
+
+
+def most_frequent_token_baseline(data: str, split: str = "eval") -> tuple[int, float, int]:
+    """(token id, accuracy, predictions) of always predicting the split's most frequent masked token."""
+    dataset = PreparedDataset.open(data, split=split, verify_checksums=False)
+    counts: collections.Counter = collections.Counter()
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=1, num_epochs=1, shuffle=False))
+    with iter(loader) as batches:
+        for batch in batches:
+            counts.update(batch["masked_lm_ids"][batch["masked_lm_weights"] > 0].tolist())
+    total = sum(counts.values())
+    token, hits = counts.most_common(1)[0]
+    return token, hits / total, total
+
+
+def _curves(metrics: list[dict], path: str, baseline: float) -> None:
+    train = [m for m in metrics if m["split"] == "train"]
+    evaluation = [m for m in metrics if m["split"] == "eval"]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [m["step"] for m in train]
+    for name in ("loss", "mlm_loss", "sop_loss"):
+        loss_axis.plot(steps, [m[name] for m in train], label=f"train {name}")
+    if evaluation:
+        loss_axis.plot([m["step"] for m in evaluation], [m["loss"] for m in evaluation], "o-", label="eval loss")
+    loss_axis.set(xlabel="step", ylabel="cross-entropy", title="Loss")
+    loss_axis.legend()
+    accuracy_axis.plot(steps, [m["mlm_accuracy"] for m in train], label="train MLM accuracy")
+    accuracy_axis.plot(steps, [m["sop_accuracy"] for m in train], alpha=0.4, label="train SOP accuracy")
+    if evaluation:
+        accuracy_axis.plot([m["step"] for m in evaluation], [m["mlm_accuracy"] for m in evaluation], "o-",
+                           label="eval MLM accuracy")
+    accuracy_axis.axhline(baseline, color="grey", linestyle="--", label="most frequent token")
+    accuracy_axis.set(xlabel="step", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
+    accuracy_axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _data_plots(statistics: dict, path: str) -> None:
+    figure, (lengths, ngrams, replacements) = plt.subplots(1, 3, figsize=(13, 3.5))
+    histogram = np.array(statistics["length_histogram"])
+    lengths.bar(np.arange(len(histogram)), histogram, width=1.0)
+    lengths.set(xlabel="tokens", ylabel="instances", title="Instance lengths")
+    counts = statistics["ngram_histogram"]
+    ngrams.bar(list(counts), list(counts.values()))
+    ngrams.set(xlabel="n (words)", ylabel="masked spans", title="Masked n-gram lengths")
+    fractions = statistics["replacement_fractions"]
+    replacements.bar(list(fractions), list(fractions.values()))
+    replacements.set(ylabel="fraction of masked tokens", title="Replacements", ylim=(0, 1))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_report(data: str, workdir: str, output: str) -> dict:
+    """Writes OUTPUT (Markdown) and its PNGs beside it; returns the learning check."""
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(output))[0]
+    with open(os.path.join(data, "manifest.json")) as f:
+        manifest = json.load(f)
+    metrics = read_metrics(workdir)
+    evaluation = [m for m in metrics if m["split"] == "eval"]
+    token, baseline, predictions = most_frequent_token_baseline(data)
+    curves, data_plots = f"{stem}-training.png", f"{stem}-data.png"
+    _curves(metrics, os.path.join(directory, curves), baseline)
+    train_stats = manifest["splits"]["train"]["statistics"]
+    _data_plots(train_stats, os.path.join(directory, data_plots))
+    with open(os.path.join(workdir, "config.json")) as f:
+        run = json.load(f)
+    final = evaluation[-1] if evaluation else None
+    check = {"eval_mlm_accuracy": final["mlm_accuracy"] if final else None,
+             "most_frequent_token_accuracy": baseline, "most_frequent_token_id": token,
+             "eval_predictions": predictions}
+    corpus = manifest["corpus"][0]
+    accuracy = f"{final['mlm_accuracy']:.3f}" if final else "no eval split"
+    lines = [
+        "# albertprep run report",
+        "",
+        f"Model `{run['model']}` ({run['model_config']['hidden_size']} hidden, "
+        f"{run['model_config']['num_hidden_layers']} layers, vocabulary {run['model_config']['vocab_size']}), "
+        f"{run['steps']} steps of batch {run['batch_size']}, optimizer {run['optimizer']['name']}, "
+        f"data `{data}`.",
+        "",
+        "## Learning check",
+        "",
+        "| eval MLM accuracy | most frequent masked token | its accuracy | eval predictions |",
+        "|---:|---:|---:|---:|",
+        f"| {accuracy} | id {token} | {baseline:.3f} | {predictions} |",
+        "",
+        f"![training]({curves})",
+        "",
+        "## Data",
+        "",
+        f"Corpus: {corpus['documents']} documents ({corpus['sentences']} sentences) from {corpus['read']} pages, "
+        f"books and records read; outcomes: "
+        + ", ".join(f"{k} {v}" for k, v in corpus["outcomes"].items()) + ".",
+        "",
+        "| split | instances | mean length | SOP label 1 | masked fraction | short targets |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for split, info in manifest["splits"].items():
+        stats = info["statistics"]
+        if stats and stats["instances"]:
+            lines.append(f"| {split} | {stats['instances']} | {stats['mean_length']:.1f} "
+                         f"| {stats['sop']['label_1_fraction']:.3f} | {stats['masked_fraction']:.3f} "
+                         f"| {stats['short_target_fraction']:.3f} |")
+    lines += ["", f"![data]({data_plots})", ""]
+    if final:
+        lines += ["## Final evaluation", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in final.items() if isinstance(v, float)]
+    with open(output, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return check
