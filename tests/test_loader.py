@@ -1,0 +1,218 @@
+"""The Grain loader's batches: shapes, epochs, process sharding, dynamic masking, devices."""
+
+import dataclasses
+
+import grain.python as grain
+import jax
+import numpy as np
+import pytest
+from conftest import BOOKS, CORPORA
+
+from loaders import FEATURE_NAMES, AlbertLoader, LoaderConfig, PreparedDataset, batch_digest
+from loaders.source import PreparedShardsSource
+from pipelines import cli, records
+
+ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    output = tmp_path_factory.mktemp("loader") / "prepared"
+    assert cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",
+                     str(ALBERT_MODEL), "--dupe-factor", "2", "--max-seq-length", "128", "--num-shards", "3",
+                     "--eval-fraction", "0"]) == 0
+    return PreparedDataset.open(output)
+
+
+@pytest.fixture(scope="module")
+def stored(dataset):
+    """The raw records by key, and each record's stored features' digest → key."""
+    source = PreparedShardsSource(dataset)
+    raw = [source[k] for k in range(len(source))]
+    keys = {batch_digest(records.decode_features(r, dataset.layout)): k for k, r in enumerate(raw)}
+    assert len(keys) == len(raw), "two records with the same features: rows could not be told apart"
+    return raw, keys
+
+
+def load(dataset, **config):
+    with iter(AlbertLoader(dataset, LoaderConfig(**config))) as batches:
+        return list(batches)
+
+
+def take(dataset, count, **config):
+    with iter(AlbertLoader(dataset, LoaderConfig(**config))) as batches:
+        return [next(batches) for _ in range(count)]
+
+
+def rows(batches):
+    for batch in batches:
+        for i in range(len(batch["input_ids"])):
+            yield {name: array[i] for name, array in batch.items()}
+
+
+def keys_of(batches, stored):
+    return [stored[1][batch_digest(row)] for row in rows(batches)]
+
+
+def test_batches_are_fixed_shape_albert_features(dataset):
+    batch = take(dataset, 1, batch_size=8, seed=SEED)[0]
+    assert sorted(batch) == sorted(FEATURE_NAMES)
+    shapes = {name: (array.shape, array.dtype) for name, array in batch.items()}
+    assert shapes == {
+        "input_ids": ((8, 128), np.int32), "input_mask": ((8, 128), np.int32), "segment_ids": ((8, 128), np.int32),
+        "masked_lm_positions": ((8, 20), np.int32), "masked_lm_ids": ((8, 20), np.int32),
+        "masked_lm_weights": ((8, 20), np.float32), "sentence_order_label": ((8,), np.int32),
+    }
+    assert set(np.unique(batch["sentence_order_label"]).tolist()) <= {0, 1}
+
+
+def test_an_epoch_is_every_stored_instance_once(dataset, stored):
+    keys = keys_of(load(dataset, batch_size=4, seed=SEED, num_epochs=1, drop_remainder=False), stored)
+    assert sorted(keys) == list(range(dataset.num_records))
+
+
+def test_each_epoch_is_a_new_seeded_shuffle(dataset, stored):
+    n = dataset.num_records  # 135: batches of 5 end exactly at each epoch's end
+    keys = keys_of(load(dataset, batch_size=5, seed=SEED, num_epochs=3), stored)
+    epochs = [keys[e * n:(e + 1) * n] for e in range(3)]
+    assert all(sorted(epoch) == list(range(n)) for epoch in epochs)
+    assert epochs[0] != epochs[1] != epochs[2] != epochs[0]
+    assert epochs[0] != sorted(epochs[0])
+    # Grain's IndexSampler over all records, unsharded, gives the order
+    sampler = grain.IndexSampler(n, grain.NoSharding(), shuffle=True, num_epochs=3, seed=SEED)
+    assert keys == [sampler[g].record_key for g in range(3 * n)]
+    assert keys_of(load(dataset, batch_size=5, seed=SEED, num_epochs=3), stored) == keys
+    assert keys_of(load(dataset, batch_size=5, seed=SEED + 1, num_epochs=1), stored) != epochs[0]
+
+
+def test_endless_repetition(dataset, stored):
+    n = dataset.num_records
+    keys = keys_of(take(dataset, 100, batch_size=4, seed=SEED, num_epochs=None), stored)
+    assert sorted(keys[:n]) == sorted(keys[n:2 * n]) == list(range(n))
+    assert AlbertLoader(dataset, LoaderConfig(batch_size=4, num_epochs=None)).num_batches is None
+
+
+@pytest.mark.parametrize("drop_remainder, sizes", [(True, [4] * 33), (False, [4] * 33 + [3])])
+def test_drop_remainder(dataset, drop_remainder, sizes):
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=4, num_epochs=1, drop_remainder=drop_remainder))
+    with iter(loader) as batches:
+        assert [len(b["input_ids"]) for b in batches] == sizes
+    assert loader.num_batches == len(sizes)
+
+
+@pytest.mark.parametrize("process_count", [2, 3])
+def test_processes_share_each_epoch_disjointly(dataset, stored, process_count):
+    """Process p reads global indices p, p + P, ...; index g is in epoch g // N."""
+    n = dataset.num_records
+    per_process = [keys_of(load(dataset, batch_size=1, seed=SEED, num_epochs=2, process_index=p,
+                                 process_count=process_count), stored) for p in range(process_count)]
+    assert len({len(keys) for keys in per_process}) == 1  # the same number of steps everywhere
+    for epoch in range(2):
+        seen = [key for p, keys in enumerate(per_process) for k, key in enumerate(keys)
+                if (k * process_count + p) // n == epoch]
+        assert sorted(seen) == list(range(n))
+
+
+def test_two_worker_processes_yield_each_instance_once(dataset, stored):
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=4, seed=SEED, num_epochs=1, drop_remainder=False,
+                                                worker_count=2))
+    with iter(loader) as iterator:
+        batches = list(iterator)
+    assert sorted(keys_of(batches, stored)) == list(range(dataset.num_records))
+    assert len(batches) == loader.num_batches == 34  # each worker batches its own rows: 68 → 17, 67 → 16 + 1
+
+
+def remask(raw, dataset, vocab, epoch, key, seed=SEED):
+    """What dynamic masking must yield for a record, straight from pipelines.records."""
+    instance = records.decode(raw[key])
+    ids, positions, masked = records.mask_instance(instance.original_ids(), instance.word_starts, instance.len_a,
+                                                   records.rng_for(seed, epoch, key), dataset.masking, vocab)
+    return records.to_features(dataclasses.replace(instance, input_ids=ids, masked_positions=positions,
+                                                   masked_ids=masked), dataset.layout)
+
+
+def test_dynamic_masks_are_seeded_by_seed_epoch_and_instance(dataset, stored):
+    raw, _ = stored
+    n = dataset.num_records
+    vocab = dataset.masking_vocab()
+    got = list(rows(load(dataset, batch_size=5, seed=SEED, num_epochs=2, dynamic_masking=True)))
+    sampler = grain.IndexSampler(n, grain.NoSharding(), shuffle=True, num_epochs=2, seed=SEED)
+    by_epoch = [{}, {}]
+    for g, row in enumerate(got):
+        key = sampler[g].record_key
+        assert batch_digest(row) == batch_digest(remask(raw, dataset, vocab, g // n, key))
+        by_epoch[g // n][key] = row
+    differs_between_epochs = sum(not np.array_equal(by_epoch[0][k]["masked_lm_positions"],
+                                                    by_epoch[1][k]["masked_lm_positions"]) for k in range(n))
+    differs_from_stored = sum(not np.array_equal(by_epoch[0][k]["masked_lm_positions"],
+                                                 records.decode_features(raw[k], dataset.layout)["masked_lm_positions"])
+                              for k in range(n))
+    assert differs_between_epochs > 0.9 * n and differs_from_stored > 0.9 * n
+
+
+def test_dynamic_masks_keep_the_instance_and_albert_proportions(dataset, stored):
+    raw, _ = stored
+    masked = maskable = 0
+    replacements = np.zeros(3)
+    for row in rows(load(dataset, batch_size=5, seed=SEED, num_epochs=2, dynamic_masking=True)):
+        weights = row["masked_lm_weights"] > 0
+        positions, originals = row["masked_lm_positions"][weights], row["masked_lm_ids"][weights]
+        original_ids = row["input_ids"].copy()
+        original_ids[positions] = originals
+        length = int(row["input_mask"].sum())
+        assert any(np.array_equal(original_ids[:length], records.decode(r).original_ids()) for r in raw)
+        masked += len(positions)
+        maskable += length - 3
+        shown = row["input_ids"][positions]
+        replacements += [(shown == 4).sum(), ((shown != 4) & (shown != originals)).sum(), (shown == originals).sum()]
+    statistics = dataset.manifest["splits"]["train"]["statistics"]
+    assert masked / maskable == pytest.approx(statistics["masked_fraction"], abs=0.005)
+    assert replacements / replacements.sum() == pytest.approx([0.8, 0.1, 0.1], abs=0.04)
+
+
+def test_dynamic_masks_do_not_depend_on_the_worker_count(dataset, stored):
+    raw, _ = stored
+    vocab = dataset.masking_vocab()
+    expected = sorted(batch_digest(remask(raw, dataset, vocab, 0, k)) for k in range(dataset.num_records))
+    batches = load(dataset, batch_size=4, seed=SEED, num_epochs=1, drop_remainder=False, dynamic_masking=True,
+                   worker_count=2)
+    assert sorted(batch_digest(row) for row in rows(batches)) == expected
+
+
+def test_batches_are_placed_with_the_given_sharding(dataset):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data", None))
+    config = LoaderConfig(batch_size=8, seed=SEED)
+    with iter(AlbertLoader(dataset, config, sharding=sharding)) as batches:
+        placed = [next(batches) for _ in range(3)]
+    for host, device in zip(take(dataset, 3, batch_size=8, seed=SEED), placed):
+        for name in FEATURE_NAMES:
+            assert isinstance(device[name], jax.Array)
+            assert device[name].sharding.spec == jax.sharding.PartitionSpec(*("data", None)[:host[name].ndim])
+            np.testing.assert_array_equal(np.asarray(device[name]), host[name])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(batch_size=0), "batch_size must be at least 1"),
+    (dict(batch_size=4, seed=-1), "seed must be in"),
+    (dict(batch_size=4, num_epochs=0), "num_epochs must be at least 1"),
+    (dict(batch_size=4, process_index=0), "give both process_index and process_count"),
+    (dict(batch_size=4, process_index=2, process_count=2), "process_index 2 is not in"),
+])
+def test_bad_configurations_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        LoaderConfig(**settings)
+
+
+def test_masking_with_more_predictions_than_the_layout_is_refused(dataset):
+    with pytest.raises(ValueError, match="exceeds the layout's 20"):
+        AlbertLoader(dataset, LoaderConfig(batch_size=4, dynamic_masking=True,
+                                           masking=records.MaskingConfig(max_predictions_per_seq=30)))
+
+
+def test_a_split_too_small_for_a_batch_yields_none(dataset):
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=200, num_epochs=1))
+    assert loader.num_batches == 0
+    with iter(loader) as batches:
+        assert list(batches) == []
