@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/sentences.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -20,13 +20,16 @@ setup(
         "syntok>=1.4.4",
         "sentencepiece>=0.2",
         "array-record>=0.5",
-        "grain>=0.2.10",
+        "grain>=0.2.18,<0.3",  # the loader relies on 0.2.18's sampler numbering and state layout
         "jax>=0.4.30",
         "flax>=0.10",
         "optax>=0.2.3",
         "orbax-checkpoint>=0.6",
         "tensorflow-datasets>=4.9.7",
         "safetensors>=0.4",
+        "tensorboardX>=2.6",
+        "matplotlib>=3.7",
+        "tqdm",
         "numpy",
     ],
     extras_require={

@@ -18,13 +18,8 @@ import os
 import numpy as np
 
 from pipelines import records
+from pipelines.layout import COMPLETED, MANIFEST, MANIFEST_FORMAT
 from pipelines.tokenizer import Tokenizer
-
-# The same strings as pipelines.prepare's constants, repeated here because
-# importing pipelines.prepare imports Beam, which the loader must not need.
-MANIFEST = "manifest.json"
-COMPLETED = "COMPLETED"
-MANIFEST_FORMAT = "albertprep.instances"
 
 _HASH_BLOCK = 8 << 20
 _HASH_THREADS = 8

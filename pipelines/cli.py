@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from pipelines import jobs, prepare, sources
+from pipelines import jobs, layout, prepare, sources
 from pipelines.documents import read_documents_jsonl
 from pipelines.instances import InstanceConfig
 from pipelines.records import MaskingConfig
@@ -52,7 +52,7 @@ def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
     runner = _runner(args, beam_args)
     summaries = jobs.documents_for(args.inputs, args.output, _plan_options(args), runner)
     tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, int(args.split_mb * (1 << 20)))
-    print(f"{os.path.join(args.output, prepare.SPM_MODEL)}: {tokenizer.vocab_size} pieces, sha256 {tokenizer.sha256}")
+    print(f"{os.path.join(args.output, layout.SPM_MODEL)}: {tokenizer.vocab_size} pieces, sha256 {tokenizer.sha256}")
     return 0
 
 
@@ -72,7 +72,7 @@ def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
             line += (f"; mean length {stats['mean_length']:.1f}, SOP label 1 {stats['sop']['label_1_fraction']:.3f}, "
                      f"masked {stats['masked_fraction']:.3f} of tokens")
         print(line)
-    print(f"written to {args.output} (manifest.json, *.array_record, {prepare.COMPLETED}) "
+    print(f"written to {args.output} (manifest.json, *.array_record, {layout.COMPLETED}) "
           f"in {manifest['seconds']:.1f}s")
     return 0
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("inspect", help="print prepared instances readably, and the statistics")
     p.add_argument("directory")
     p.add_argument("-n", "--instances", type=int, default=3)
-    p.add_argument("--split", default="train", choices=prepare.SPLITS)
+    p.add_argument("--split", default="train", choices=layout.SPLITS)
     p.set_defaults(run=_inspect)
 
     p = commands.add_parser("export-tfrecord", help="write the instances as ALBERT's own tf.train.Example TFRecords",
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                             "masked_lm_ids, masked_lm_weights, next_sentence_labels. TensorFlow is not needed.")
     p.add_argument("directory")
     p.add_argument("--output", required=True)
-    p.add_argument("--split", default="train", choices=prepare.SPLITS)
+    p.add_argument("--split", default="train", choices=layout.SPLITS)
     p.set_defaults(run=_export_tfrecord)
 
     p = commands.add_parser("pretrain", help="pretrain ALBERT on prepared shards (resumable to the bit)")

@@ -12,7 +12,7 @@ import os
 
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import prepare, records
+from pipelines import layout, records
 from pipelines.tokenizer import Tokenizer
 
 
@@ -35,7 +35,7 @@ def render_instance(instance: records.Instance, pieces: list[str]) -> str:
 
 
 def render(directory: str, split: str = "train", count: int = 3) -> str:
-    with open(os.path.join(directory, prepare.MANIFEST)) as f:
+    with open(os.path.join(directory, layout.MANIFEST)) as f:
         manifest = json.load(f)
     tokenizer = Tokenizer.from_file(os.path.join(directory, manifest["tokenizer"]["file"]),
                                     manifest["tokenizer"]["normalization"]["do_lower_case"])

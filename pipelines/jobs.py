@@ -13,7 +13,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import extract, prepare, runners, sources
+from pipelines import extract, layout, prepare, records, runners, sources
 from pipelines.tokenizer import Tokenizer
 
 
@@ -85,18 +85,18 @@ def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, r
     pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
     prepare.build_vocab(pipeline, ranges, total, config, output)
     _run(pipeline)
-    with FileSystems.open(FileSystems.join(output, prepare.SPM_MODEL)) as f:
+    with FileSystems.open(FileSystems.join(output, layout.SPM_MODEL)) as f:
         return Tokenizer(f.read(), config.do_lower_case)
 
 
 def check_output(output: str, overwrite: bool) -> None:
-    completed = FileSystems.join(output, prepare.COMPLETED)
+    completed = FileSystems.join(output, layout.COMPLETED)
     if FileSystems.exists(completed) and not overwrite:
-        raise JobError(f"{output} already holds finished shards ({prepare.COMPLETED}); "
+        raise JobError(f"{output} already holds finished shards ({layout.COMPLETED}); "
                        "pass --overwrite to replace them")
     if FileSystems.exists(output):
         old = FileSystems.match([FileSystems.join(output, pattern) for pattern in
-                                 ("*.array_record", prepare.MANIFEST, prepare.COMPLETED)])
+                                 ("*.array_record", layout.MANIFEST, layout.COMPLETED)])
         stale = [m.path for match in old for m in match.metadata_list]
         if stale:
             FileSystems.delete(stale)
@@ -114,14 +114,14 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
     if tokenizer is None:
         tokenizer = run_vocab(summaries, output, vocab, runner, config.split_bytes)
     else:
-        with FileSystems.create(FileSystems.join(output, prepare.SPM_MODEL)) as f:
+        with FileSystems.create(FileSystems.join(output, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, config.split_bytes)
     train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)
     manifest_base = {
-        "format": prepare.MANIFEST_FORMAT,
-        "format_version": prepare.records.RECORD_VERSION,
+        "format": layout.MANIFEST_FORMAT,
+        "format_version": records.RECORD_VERSION,
         "features": {
             "max_seq_length": config.instances.max_seq_length,
             "max_predictions_per_seq": config.instances.masking.max_predictions_per_seq,
@@ -132,7 +132,7 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
         },
         "config": _plain(config) | {"train_shards": train_shards},
         "tokenizer": {
-            "file": prepare.SPM_MODEL,
+            "file": layout.SPM_MODEL,
             "sha256": tokenizer.sha256,
             "vocab_size": tokenizer.vocab_size,
             "source": spm_model or "trained",
@@ -154,7 +154,7 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
 
 
 def read_manifest(directory: str) -> dict:
-    with FileSystems.open(FileSystems.join(directory, prepare.MANIFEST)) as f:
+    with FileSystems.open(FileSystems.join(directory, layout.MANIFEST)) as f:
         return json.loads(f.read().decode("utf-8"))
 
 

@@ -33,13 +33,9 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from pipelines import records, textformats
 from pipelines.documents import Document
 from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
+from pipelines.layout import COMPLETED, MANIFEST, SPLITS, SPM_MODEL
 from pipelines.tokenizer import Tokenizer
 
-MANIFEST = "manifest.json"
-COMPLETED = "COMPLETED"
-SPM_MODEL = "spm.model"
-MANIFEST_FORMAT = "albertprep.instances"
-SPLITS = ("train", "eval")
 ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
 _LOG = logging.getLogger(__name__)
 _PROGRESS_SECONDS = 30.0

@@ -8,7 +8,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from conftest import BOOKS, CORPORA
 
-from pipelines import cli, prepare, records
+from pipelines import cli, layout, records
 from pipelines.tokenizer import Tokenizer
 
 ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
@@ -22,7 +22,7 @@ def run_prepare(inputs, output, *extra):
 
 
 def all_records(output, manifest):
-    for split in prepare.SPLITS:
+    for split in layout.SPLITS:
         for shard in manifest["splits"][split]["shards"]:
             reader = ArrayRecordReader(str(output / shard["file"]))
             yield from ((split, record) for record in reader.read_all())
@@ -45,7 +45,7 @@ def test_manifest_describes_the_shards(books_prepared):
     assert manifest["tokenizer"]["normalization"]["do_lower_case"] is True
     assert manifest["config"]["dupe_factor"] == 3 and manifest["config"]["train_shards"] == 4
     assert len(manifest["splits"]["train"]["shards"]) == 4 and len(manifest["splits"]["eval"]["shards"]) == 1
-    for split in prepare.SPLITS:
+    for split in layout.SPLITS:
         for shard in manifest["splits"][split]["shards"]:
             data = (output / shard["file"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == shard["sha256"]
@@ -63,7 +63,7 @@ def test_every_instance_is_well_formed(books_prepared):
     _, manifest, stored = books_prepared
     tokenizer = Tokenizer.from_file(str(ALBERT_MODEL))
     control = {0, 2, 3, 4}  # <pad>, [CLS], [SEP], [MASK]; <unk> is text the vocabulary lacks
-    assert len(stored) == sum(manifest["splits"][s]["records"] for s in prepare.SPLITS) > 4000
+    assert len(stored) == sum(manifest["splits"][s]["records"] for s in layout.SPLITS) > 4000
     for _, record in stored:
         instance = records.decode(record)
         assert records.encode(instance, tokenizer.vocab_size) == record
@@ -90,7 +90,7 @@ def test_statistics_match_albert(books_prepared):
                   (replaced == instance.masked_ids).sum()]
     assert abs(np.mean(labels) - 0.5) <= 0.02
     np.testing.assert_allclose(kinds / kinds.sum(), [0.8, 0.1, 0.1], atol=0.02)
-    train, evaluation = (manifest["splits"][s]["statistics"] for s in prepare.SPLITS)
+    train, evaluation = (manifest["splits"][s]["statistics"] for s in layout.SPLITS)
     free = np.array([train["ngram_fractions_when_free"][n] * 1.0 for n in "123"])
     np.testing.assert_allclose(free, [6 / 11, 3 / 11, 2 / 11], atol=0.03)
     assert abs(train["short_target_fraction"] - 0.1) <= 0.02
