@@ -185,25 +185,22 @@ class MaskingStats:
         self.maskable_tokens += other.maskable_tokens
 
 
-def _words(word_starts: np.ndarray, len_a: int, length: int, max_ngram: int) -> tuple[list[int], ...]:
-    """Per word: start, end, and the end of its widest n-gram (max_ngram
-    words, fewer where its segment ends first) with that width.
+def _words(word_starts: np.ndarray, len_a: int, length: int) -> tuple[list[int], list[int], int]:
+    """Word starts and ends, and how many words A has; words never cross [SEP].
 
-    Words never cross [SEP]; a segment's first token starts a word even if
-    truncation cut the `▁` piece before it.
+    A segment's first token starts a word even if truncation cut the `▁`
+    piece before it. A word ends where the next begins, or at its [SEP].
     """
     starts = word_starts.copy()
-    starts[[0, len_a + 1, length - 1]] = False  # [CLS], [SEP], [SEP]
-    starts[[1, len_a + 2]] = True
+    starts[0] = starts[len_a + 1] = starts[length - 1] = False  # [CLS], [SEP], [SEP]
+    starts[1] = starts[len_a + 2] = True
     word_start = np.flatnonzero(starts)
-    boundaries = np.sort(np.concatenate([word_start, [len_a + 1, length - 1]]))
-    word_end = boundaries[np.searchsorted(boundaries, word_start, side="right")]
     words_in_a = int(np.searchsorted(word_start, len_a + 1))
-    index = np.arange(len(word_start))
-    last_of_segment = np.where(index < words_in_a, words_in_a - 1, len(word_start) - 1)
-    width = np.minimum(max_ngram, last_of_segment - index + 1)
-    window_end = word_end[index + width - 1]
-    return word_start.tolist(), word_end.tolist(), window_end.tolist(), width.tolist()
+    word_end = np.empty_like(word_start)
+    word_end[:-1] = word_start[1:]
+    word_end[words_in_a - 1] = len_a + 1
+    word_end[-1] = length - 1
+    return word_start.tolist(), word_end.tolist(), words_in_a
 
 
 @functools.lru_cache
@@ -242,14 +239,15 @@ def mask_instance(
     reproducible as drawing them one at a time and several times faster.
     """
     length = len(original_ids)
-    word_start, word_end, window_end, width = _words(word_starts, len_a, length, config.max_ngram)
+    word_start, word_end, words_in_a = _words(word_starts, len_a, length)
     num_words = len(word_start)
+    max_ngram = config.max_ngram
     budget = min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
     cdfs = _length_cdfs(config.max_ngram)
     order = rng.permutation(num_words).tolist()
-    length_draws = rng.random(num_words).tolist()
+    length_draws = rng.random(num_words)  # indexed only for the words visited
     kind_draws = rng.random(budget).tolist()
-    random_picks = vocab.random_ids[rng.integers(len(vocab.random_ids), size=budget)].tolist()
+    random_picks = rng.integers(len(vocab.random_ids), size=budget)
     covered = bytearray(length)
     replacements: dict[int, int] = {}
     kinds = [0, 0, 0]
@@ -257,10 +255,12 @@ def mask_instance(
         masked = len(replacements)
         if masked >= budget:
             break
-        start, available = word_start[w], width[w]
-        if 1 in covered[start:window_end[w]]:
+        last_of_segment = words_in_a - 1 if w < words_in_a else num_words - 1
+        available = min(max_ngram, last_of_segment - w + 1)
+        start, window_end = word_start[w], word_end[w + available - 1]
+        if 1 in covered[start:window_end]:
             continue
-        drawn = n = bisect.bisect_right(cdfs[available - 1], length_draws[draw_index]) + 1
+        drawn = n = bisect.bisect_right(cdfs[available - 1], float(length_draws[draw_index])) + 1
         while n > 0 and masked + (word_end[w + n - 1] - start) > budget:
             n -= 1
         if n == 0:
@@ -268,7 +268,7 @@ def mask_instance(
         end = word_end[w + n - 1]
         if stats is not None:
             stats.ngram_counts[n] += 1
-            if available == config.max_ngram and masked + (window_end[w] - start) <= budget:
+            if available == max_ngram and masked + (window_end - start) <= budget:
                 stats.free_ngram_counts[drawn] += 1
         for index in range(start, end):
             covered[index] = 1
@@ -276,7 +276,12 @@ def mask_instance(
             draw = kind_draws[slot]
             kind = MASK if draw < 0.8 else RANDOM if draw < 0.9 else KEEP
             kinds[kind] += 1
-            replacements[index] = vocab.mask_id if kind == MASK else random_picks[slot] if kind == RANDOM else -1
+            if kind == MASK:
+                replacements[index] = vocab.mask_id
+            elif kind == RANDOM:
+                replacements[index] = int(vocab.random_ids[random_picks[slot]])
+            else:
+                replacements[index] = -1
     positions = sorted(replacements)
     input_ids = np.array(original_ids, copy=True)
     changed = [p for p in positions if replacements[p] >= 0]
