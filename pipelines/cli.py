@@ -115,6 +115,10 @@ def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
+    if args.distributed:  # before any other JAX call: joins this process to the others
+        import jax
+
+        jax.distributed.initialize()
     from model.optim import OptimizerConfig
     from model.pretrain import PretrainConfig, pretrain
 
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
     p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: jax.distributed.initialize() (coordinator from the cluster's environment)")
     p.set_defaults(run=_pretrain)
 
     p = commands.add_parser("report", help="Markdown report with plots of the data and the training run")
