@@ -36,29 +36,39 @@ def _hf_key(path: tuple[str, ...]) -> tuple[str, bool]:
     return f"{dotted}.{name}", leaf == "kernel"
 
 
-def from_transformers(state_dict: Mapping[str, np.ndarray], params_template: Mapping) -> dict:
-    """Our params from an AlbertForPreTraining state dict (numpy or torch values)."""
+def _import(values: Mapping, params_template: Mapping, name_of, source: str) -> dict:
+    """Our params from named arrays: each leaf's name and transpose from name_of(path)."""
     flat = {}
     for path, template in traverse_util.flatten_dict(params_template).items():
-        key, transpose = _hf_key(path)
-        if key not in state_dict:
-            raise KeyError(f"the state dict has no {key} (for {'/'.join(path)})")
-        value = np.asarray(state_dict[key].detach().cpu().numpy() if hasattr(state_dict[key], "detach")
-                           else state_dict[key], np.float32)
+        name, transpose = name_of(path)
+        if name not in values:
+            raise KeyError(f"the {source} has no {name} (for {'/'.join(path)})")
+        value = values[name]
+        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, np.float32)
         value = value.T if transpose else value
         if value.shape != tuple(template.shape):
-            raise ValueError(f"{key}: shape {value.shape}, expected {tuple(template.shape)}")
+            raise ValueError(f"{name}: shape {value.shape}, expected {tuple(template.shape)}")
         flat[path] = value
     return traverse_util.unflatten_dict(flat)
 
 
+def _export(params: Mapping, name_of) -> dict[str, np.ndarray]:
+    named = {}
+    for path, value in traverse_util.flatten_dict(params).items():
+        name, transpose = name_of(path)
+        value = np.asarray(value, np.float32)
+        named[name] = np.ascontiguousarray(value.T if transpose else value)
+    return named
+
+
+def from_transformers(state_dict: Mapping, params_template: Mapping) -> dict:
+    """Our params from an AlbertForPreTraining state dict (numpy or torch values)."""
+    return _import(state_dict, params_template, _hf_key, "state dict")
+
+
 def to_transformers(params: Mapping) -> dict[str, np.ndarray]:
     """An AlbertForPreTraining state dict, with the tied decoder written out."""
-    state = {}
-    for path, value in traverse_util.flatten_dict(params).items():
-        key, transpose = _hf_key(path)
-        value = np.asarray(value, np.float32)
-        state[key] = np.ascontiguousarray(value.T if transpose else value)
+    state = _export(params, _hf_key)
     state["predictions.decoder.weight"] = state["albert.embeddings.word_embeddings.weight"]
     state["predictions.decoder.bias"] = state["predictions.bias"]
     return state
@@ -178,26 +188,11 @@ def from_tf_variables(variables: Mapping[str, np.ndarray], params_template: Mapp
     """Our params from google-research/albert's variables (name → array),
     e.g. `{n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}`
     of `tf.train.load_checkpoint(path)`; optimizer slots are ignored."""
-    flat = {}
-    for path, template in traverse_util.flatten_dict(params_template).items():
-        name, transpose = _tf_name(path)
-        if name not in variables:
-            raise KeyError(f"the checkpoint has no variable {name} (for {'/'.join(path)})")
-        value = np.asarray(variables[name], np.float32)
-        value = value.T if transpose else value
-        if value.shape != tuple(template.shape):
-            raise ValueError(f"{name}: shape {value.shape}, expected {tuple(template.shape)}")
-        flat[path] = value
-    return traverse_util.unflatten_dict(flat)
+    return _import(variables, params_template, _tf_name, "checkpoint")
 
 
 def to_tf_variables(params: Mapping) -> dict[str, np.ndarray]:
-    flat = {}
-    for path, value in traverse_util.flatten_dict(params).items():
-        name, transpose = _tf_name(path)
-        value = np.asarray(value, np.float32)
-        flat[name] = value.T if transpose else value
-    return flat
+    return _export(params, _tf_name)
 
 
 def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:

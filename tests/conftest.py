@@ -20,6 +20,7 @@ if not (CORPORA / "README.md").exists():
     raise pytest.UsageError(f"the test corpora are missing: {CORPORA} (set ALBERTPREP_CORPORA)")
 WIKI = CORPORA / "wiki"
 BOOKS = CORPORA / "books"
+ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"  # ALBERT's own 30k-clean vocabulary
 
 
 def run_extract(inputs: list[str], output: pathlib.Path, *extra: str) -> dict:
@@ -49,6 +50,17 @@ def make_multistream(directory: pathlib.Path, pages_per_stream: int = 10) -> pat
     with bz2.open(WIKI / "enwiki-sample.xml.bz2") as source, open(dump, "wb") as out, open(index, "wb") as idx:
         mediawiki.write_multistream(source, out, idx, pages_per_stream)
     return dump
+
+
+@pytest.fixture(scope="session")
+def small_prepared(tmp_path_factory) -> pathlib.Path:
+    """Blake's poems prepared with ALBERT's vocabulary: 3 train shards, length 128."""
+    output = tmp_path_factory.mktemp("small") / "prepared"
+    code = cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",
+                     str(ALBERT_MODEL), "--dupe-factor", "2", "--max-seq-length", "128", "--num-shards", "3",
+                     "--eval-fraction", "0"])
+    assert code == 0
+    return output
 
 
 @pytest.fixture(scope="session")

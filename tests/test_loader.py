@@ -6,23 +6,17 @@ import grain.python as grain
 import jax
 import numpy as np
 import pytest
-from conftest import BOOKS, CORPORA
 
 from loaders import FEATURE_NAMES, AlbertLoader, LoaderConfig, PreparedDataset, batch_digest
 from loaders.source import PreparedShardsSource
-from pipelines import cli, records
+from pipelines import records
 
-ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
 SEED = 7
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    output = tmp_path_factory.mktemp("loader") / "prepared"
-    assert cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",
-                     str(ALBERT_MODEL), "--dupe-factor", "2", "--max-seq-length", "128", "--num-shards", "3",
-                     "--eval-fraction", "0"]) == 0
-    return PreparedDataset.open(output)
+def dataset(small_prepared):
+    return PreparedDataset.open(small_prepared)
 
 
 @pytest.fixture(scope="module")

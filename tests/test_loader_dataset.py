@@ -5,22 +5,16 @@ import shutil
 
 import pytest
 from array_record.python import array_record_data_source
-from conftest import BOOKS, CORPORA
 
 from loaders import PreparedDataset, PreparedDatasetError
 from loaders.source import PreparedShardsSource
-from pipelines import cli, records
-
-ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
+from pipelines import records
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    output = tmp_path_factory.mktemp("loader-dataset") / "prepared"
-    assert cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",
-                     str(ALBERT_MODEL), "--dupe-factor", "2", "--max-seq-length", "128", "--num-shards", "3",
-                     "--eval-fraction", "0"]) == 0
-    return output
+@pytest.fixture
+def prepared(small_prepared):
+    """Shared with other test modules: read it, damage only a `copy`."""
+    return small_prepared
 
 
 @pytest.fixture

@@ -65,13 +65,13 @@ def consume(data: str, config: dict, workdir: pathlib.Path, save_every: int, del
 
 
 def prepare(tmp_path_factory, name, *extra):
-    from conftest import BOOKS, CORPORA
+    from conftest import ALBERT_MODEL, BOOKS
 
     from pipelines import cli
 
     output = tmp_path_factory.mktemp(name) / "prepared"
     assert cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",
-                     str(CORPORA / "spm" / "albert-en-30k-clean.model"), "--max-seq-length", "128",
+                     str(ALBERT_MODEL), "--max-seq-length", "128",
                      "--eval-fraction", "0", *extra]) == 0
     return output
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import BOOKS, CORPORA
+from conftest import ALBERT_MODEL, BOOKS
 
 from model import convert
 from model.albert import AlbertForPreTraining, init_params
@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def real_batch():
     """Two ALBERT instances from Emma, tokenised and masked by the pipeline's code."""
-    tokenizer = Tokenizer.from_file(str(CORPORA / "spm" / "albert-en-30k-clean.model"))
+    tokenizer = Tokenizer.from_file(str(ALBERT_MODEL))
     book = parse_book(decode((BOOKS / "austen-emma.txt").read_bytes()).text, "emma")
     sentences = [s for p in book.paragraphs[:40] for s in split_sentences(p)]
     vocab = MaskingVocab(4, tokenizer.random_ids)

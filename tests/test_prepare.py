@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
-from conftest import BOOKS, CORPORA
+from conftest import ALBERT_MODEL, BOOKS, CORPORA
 
 from pipelines import cli, layout, records
 from pipelines.tokenizer import Tokenizer
 
-ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
 ALBERT_SHA256 = "fefb02b667a6c5c2fe27602d28e5fb3428f66ab89c7d6f388e7c8d44a02d0336"
 
 

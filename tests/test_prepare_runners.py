@@ -3,12 +3,10 @@
 import json
 
 import pytest
-from conftest import BOOKS, CORPORA, WIKI, run_extract
+from conftest import ALBERT_MODEL, BOOKS, WIKI, run_extract
 
 from pipelines import cli, runners
 from pipelines.tokenizer import Tokenizer
-
-ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
 
 
 @pytest.fixture(scope="module")

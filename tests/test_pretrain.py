@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import BOOKS, CORPORA
+from conftest import ALBERT_MODEL, BOOKS
 
 from model.pretrain import read_metrics
 from pipelines import cli
@@ -21,7 +21,7 @@ TIMING = ("steps_per_second", "tokens_per_second", "mfu")
 def prepared(tmp_path_factory):
     output = tmp_path_factory.mktemp("prepared")
     code = cli.main(["prepare", str(BOOKS / "botchan.txt"), str(BOOKS / "blake-poems.txt"), "--output", str(output),
-                     "--spm-model", str(CORPORA / "spm" / "albert-en-30k-clean.model"), "--max-seq-length", "64",
+                     "--spm-model", str(ALBERT_MODEL), "--max-seq-length", "64",
                      "--max-predictions-per-seq", "10", "--dupe-factor", "1", "--eval-fraction", "0.5",
                      "--num-shards", "2"])
     assert code == 0

@@ -8,12 +8,11 @@ import struct
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
-from conftest import BOOKS, CORPORA
+from conftest import ALBERT_MODEL, BOOKS
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from pipelines import cli, records, tfrecord
 
-ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"
 ALBERT_NAMES = {"input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
                 "masked_lm_weights", "next_sentence_labels"}
 
