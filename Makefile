@@ -28,8 +28,13 @@ demo: install $(DEMO_DUMP)
 	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --split-mb 0.2 --overwrite
 	$(BIN)/albertprep show $(DEMO)/documents
 	$(BIN)/albertprep prepare $(DEMO)/documents --output $(DEMO)/prepared --workers 2 --split-mb 1 \
-		--vocab-size 8000 --dupe-factor 5 --eval-fraction 0.05 --num-shards 4 --overwrite
+		--vocab-size 8000 --max-seq-length 128 --dupe-factor 5 --eval-fraction 0.05 --num-shards 4 --overwrite
 	$(BIN)/albertprep inspect $(DEMO)/prepared -n 2
+	rm -rf $(DEMO)/pretrain
+	$(BIN)/albertprep pretrain --config mini --data $(DEMO)/prepared --workdir $(DEMO)/pretrain \
+		--steps 1000 --batch-size 32 --learning-rate 5e-3 --warmup-steps 100 --dtype float32 \
+		--eval-every 200 --eval-batches 20 --checkpoint-every 500 --log-every 20
+	$(BIN)/albertprep report --data $(DEMO)/prepared --workdir $(DEMO)/pretrain --output $(DEMO)/report.md
 
 test: install
 	$(BIN)/ruff check .
@@ -39,6 +44,7 @@ test-all: install
 	$(BIN)/pytest -q
 
 bench: install
+	$(BIN)/python benchmarks/learning.py  # after make demo
 	$(BIN)/python benchmarks/sentences.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/prepare.py
