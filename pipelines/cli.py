@@ -161,7 +161,8 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
 def _add_vocab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab-size", type=int, default=30000)
     p.add_argument("--sample-sentences", type=int, default=10_000_000, help="sentences to train on (ALBERT: 10M)")
-    p.add_argument("--spm-threads", type=int, default=1, help="training threads; 1 trains byte-identically")
+    p.add_argument("--spm-threads", type=int, default=1,
+                   help="training threads: faster; the model is reproducible for a given count")
     p.add_argument("--no-lower-case", action="store_true", help="keep case (ALBERT's English model is lower case)")
     p.add_argument("--seed", type=int, default=12345)
 
