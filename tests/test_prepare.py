@@ -8,7 +8,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from conftest import ALBERT_MODEL, BOOKS, CORPORA
 
-from pipelines import cli, layout, records
+from pipelines import cli, layout, prepare, records
 from pipelines.tokenizer import Tokenizer
 
 ALBERT_SHA256 = "fefb02b667a6c5c2fe27602d28e5fb3428f66ab89c7d6f388e7c8d44a02d0336"
@@ -122,3 +122,13 @@ def test_empty_shards_exist(tmp_path):
     empty = [s for s in shards if s["records"] == 0]
     assert empty and all(ArrayRecordReader(str(tmp_path / s["file"])).num_records() == 0 for s in empty)
     assert sum(s["records"] for s in shards) == manifest["splits"]["train"]["statistics"]["instances"] > 40
+
+
+def test_a_shard_is_written_sorted_by_key(tmp_path):
+    keyed = [(key, f"record {key}".encode()) for key in np.random.default_rng(0).permutation(50).tolist()]
+    (kind, split, info), = prepare.WriteShard(str(tmp_path), {"train": 1, "eval": 0}).process(((0, 0), keyed))
+    assert (kind, split, info["records"]) == ("shard", "train", 50)
+    stored = ArrayRecordReader(str(tmp_path / info["file"])).read_all()
+    assert stored == [f"record {key}".encode() for key in range(50)]
+    assert info["sha256"] == hashlib.sha256((tmp_path / info["file"]).read_bytes()).hexdigest()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
