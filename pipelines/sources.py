@@ -190,33 +190,46 @@ def _tfds_tasks(spec: str, options: PlanOptions) -> list[dict]:
         step = options.tfds_records_per_task
         for start in range(0, max(count, 1), step):
             name = builder.info.name
-            tasks.append(dict(kind="tfds", path=spec, source=name, id_prefix=name, split=split,
+            tasks.append(dict(kind="tfds", path=spec, source=name, id_prefix=builder.info.full_name, split=split,
                               start=start, end=min(count, start + step)))
     return tasks
 
 
+def _file_tasks(kind: str, path: str, size: int, options: PlanOptions) -> list[dict]:
+    if kind == "tfds":
+        return _tfds_tasks(path, options)
+    if kind == "wiki":
+        return _wiki_tasks(path, size, options)
+    if kind == "book":
+        return [dict(kind="book", path=path, source="books", id_prefix="books", size=size, end=size)]
+    stem = _stem(path)
+    return [dict(kind=kind, path=path, source=stem, id_prefix=stem, size=end - start, start=start, end=end)
+            for start, end in textformats.plan_byte_ranges(size, options.split_bytes)]
+
+
+def _id_namespace(kind: str, path: str, tasks: list[dict]) -> tuple[str, str]:
+    """What a file's document ids are made unique by: two files may not share it."""
+    if kind == "tfds":
+        return "tfds", tasks[0]["id_prefix"] if tasks else path
+    return ("book" if kind == "book" else "file"), _stem(path)
+
+
 def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTask]:
-    """Read tasks for the given inputs, numbered in a runner-independent order."""
+    """Read tasks for the given inputs, numbered in a runner-independent order.
+
+    A file named twice (a directory and a file in it) is read once; two
+    files whose documents would get the same ids are refused.
+    """
+    files = sorted({file for spec in inputs for file in _expand(spec)}, key=lambda f: f[1])
     specs = []
     seen: dict[tuple[str, str], str] = {}
-    for spec in inputs:
-        for kind, path, size in _expand(spec):
-            if kind == "tfds":
-                specs.extend(_tfds_tasks(path, options))
-                continue
-            key = ("book" if kind == "book" else "file", _stem(path))
-            if key in seen and seen[key] != path:
-                raise InputError(f"{path} and {seen[key]} have the same name, so their documents would share ids")
-            seen[key] = path
-            if kind == "wiki":
-                specs.extend(_wiki_tasks(path, size, options))
-            elif kind == "book":
-                specs.append(dict(kind="book", path=path, source="books", id_prefix="books", size=size, end=size))
-            else:
-                for start, end in textformats.plan_byte_ranges(size, options.split_bytes):
-                    stem = _stem(path)
-                    specs.append(dict(kind=kind, path=path, source=stem, id_prefix=stem,
-                                      size=end - start, start=start, end=end))
+    for kind, path, size in files:
+        tasks = _file_tasks(kind, path, size, options)
+        namespace = _id_namespace(kind, path, tasks)
+        if namespace in seen and seen[namespace] != path:
+            raise InputError(f"{path} and {seen[namespace]} have the same name, so their documents would share ids")
+        seen[namespace] = path
+        specs.extend(tasks)
     specs.sort(key=lambda s: (s["path"], s.get("split", ""), s.get("start", 0)))
     return [ReadTask(index=i, options=options, **spec) for i, spec in enumerate(specs)]
 

@@ -33,12 +33,23 @@ def _first_line_start(f: BinaryIO, start: int) -> int:
 
 
 def _previous_line_blank(f: BinaryIO, line_start: int) -> bool:
-    low = max(0, line_start - 3)
-    f.seek(low)
-    tail = f.read(line_start - low)[:-1]  # without the newline ending it
-    if tail.endswith(b"\r"):
-        tail = tail[:-1]
-    return line_start == 0 or tail.endswith(b"\n") or (low == 0 and not tail)
+    """Whether the line ending just before `line_start` is blank: empty or
+    whitespace only, the reader's own rule (it strips every line)."""
+    if line_start == 0:
+        return True
+    low = line_start - 1
+    while True:  # walk back, a block at a time, to the previous line's start
+        block_start = max(0, low - 4096)
+        f.seek(block_start)
+        block = f.read(low - block_start)
+        newline = block.rfind(b"\n")
+        if newline >= 0 or block_start == 0:
+            previous = block[newline + 1:]
+            break
+        if block.strip():
+            return False  # a long line with text on it
+        low = block_start
+    return not previous.strip()
 
 
 def _lines_from(f: BinaryIO, line_start: int) -> Iterator[tuple[int, bytes]]:

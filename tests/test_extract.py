@@ -133,6 +133,11 @@ def test_a_bad_page_is_dropped_alone_and_counted(tmp_path):
                        "page 'No id' (id )": "<id> is '', not a number"}
 
 
+def test_a_file_named_twice_is_read_once(tmp_path):
+    summary = run_extract([str(BOOKS), str(BOOKS / "blake-poems.txt")], tmp_path)
+    assert summary["by_source"] == {"books": {"article": 9}}
+
+
 def test_a_glob_of_books(tmp_path):
     summary = run_extract([str(BOOKS / "austen-*.txt")], tmp_path)
     assert sorted(summary["by_file"]) == [str(BOOKS / f"austen-{n}.txt") for n in ("emma", "persuasion", "sense")]

@@ -5,7 +5,7 @@ from pipelines.textformats import plan_byte_ranges, read_jsonl_records, read_sen
 
 SENTENCE_FILE = (
     "\ufeffFirst doc, first sentence.\nFirst doc, second.\n\n"
-    "Second doc only sentence.\n\n\n"
+    "Second doc only sentence.\n \t \n\n"
     "Third doc.\r\nWith CRLF.\r\n\r\n"
     "Fourth doc, no trailing newline."
 ).encode("utf-8")

@@ -42,7 +42,8 @@ def test_prepared_tfds_dataset_is_read_as_documents(tmp_path):
         "Her notes include an algorithm.",
     )
     assert by_title["Dr. Who"].sentences == ("Dr. Who is a television programme.", "It began in 1963.")
-    assert sorted(documents) == ["tiny_wiki:test:0", "tiny_wiki:train:0", "tiny_wiki:train:2"]
+    # ids carry the dataset's full name (config and version), so two datasets never share one
+    assert sorted(documents) == ["tiny_wiki/1.0.0:test:0", "tiny_wiki/1.0.0:train:0", "tiny_wiki/1.0.0:train:2"]
 
 
 def test_tfds_name_with_data_dir(tmp_path):
