@@ -12,8 +12,9 @@ Strict SOP (the default): B always comes from the same document. A chunk
 that holds a single sentence keeps growing until it holds two; a document
 that ends with a lone sentence drops it (counted). With `albert_compat`,
 a single-sentence chunk takes B from a random other document of the same
-input file, labelled 1, as ALBERT's script does with its in-memory
-documents; that makes label 1 mean "swapped or random" again.
+read range and split (never across the train/eval line), labelled 1, as
+ALBERT's script does with its in-memory documents; that makes label 1 mean
+"swapped or random" again.
 """
 
 from __future__ import annotations
@@ -123,12 +124,14 @@ def create_instances(
     config: InstanceConfig,
     vocab: MaskingVocab,
     stats: InstanceStats,
-    other_documents: list[TokenizedDocument] | None = None,
+    pool: list[TokenizedDocument] | None = None,
+    own: int = -1,
 ) -> list[Instance]:
     """The instances of one document (one duplicate), masked.
 
-    `rng` is seeded by (seed, document id, duplicate index); `other_documents`
-    (albert_compat only) are the documents B may be borrowed from.
+    `rng` is seeded by (seed, document id, duplicate index). With
+    albert_compat, B may be borrowed from `pool`, except from pool[own]
+    (this document itself).
     """
     max_tokens = config.max_seq_length - 3
     if stats.length_histogram is None:
@@ -152,7 +155,7 @@ def create_instances(
         label = 0
         if chunk == 1:  # albert_compat: B from a random other document
             a = (bounds[first], bounds[i + 1])
-            b_document, b = _random_b(other_documents, target - chunk_length, rng)
+            b_document, b = _random_b(pool, own, target - chunk_length, rng)
             if b_document is None:
                 stats.dropped_sentences += 1
                 stats.dropped_tokens += chunk_length
@@ -178,13 +181,16 @@ def create_instances(
     return instances
 
 
-def _random_b(others: list[TokenizedDocument] | None, wanted: int, rng: np.random.Generator):
-    """ALBERT's random B: sentences of another document from a random one on,
-    until `wanted` tokens."""
-    candidates = [d for d in (others or []) if len(d)]
-    if not candidates:
+def _random_b(pool: list[TokenizedDocument] | None, own: int, wanted: int, rng: np.random.Generator):
+    """ALBERT's random B: a random other document's sentences from a random
+    one on, until `wanted` tokens. None when there is no other document."""
+    others = len(pool or ()) - (1 if 0 <= own < len(pool or ()) else 0)
+    if others <= 0:
         return None, None
-    document = candidates[int(rng.integers(len(candidates)))]
+    pick = int(rng.integers(others))
+    document = pool[pick + 1 if 0 <= own <= pick else pick]
+    if not len(document):
+        return None, None
     bounds = document.bounds
     start = int(rng.integers(len(document)))
     reach = np.searchsorted(bounds, bounds[start] + max(wanted, 1), side="left")

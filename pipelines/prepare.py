@@ -238,21 +238,26 @@ class MakeInstances(beam.DoFn):
         stats = {split: InstanceStats() for split in SPLITS}
         documents = {"read": 0, "used": 0, "no_instances": 0, "train": 0, "eval": 0}
         started = last_report = time.monotonic()
-        pool: list[tuple[Document, TokenizedDocument]] = []
-        source = ((d, self._tokenize(d)) for d in _documents(read_range))
-        if config.instances.albert_compat:  # B may come from any document of the range
-            pool = list(source)
-            source = iter(pool)
-        for index, (document, tokens) in enumerate(source):
+        source = ((d, "eval" if is_eval(config, d.id) else "train", self._tokenize(d))
+                  for d in _documents(read_range))
+        pools: dict[str, list[TokenizedDocument]] = {split: [] for split in SPLITS}
+        places: list[int] = []  # each document's place in its split's pool
+        if config.instances.albert_compat:
+            # B may come from another document of the range and the same split
+            # (ALBERT's script draws from the documents it holds in memory)
+            source = list(source)
+            for _, split, tokens in source:
+                places.append(len(pools[split]))
+                pools[split].append(tokens)
+        for position, (document, split, tokens) in enumerate(source):
             documents["read"] += 1
-            split = "eval" if is_eval(config, document.id) else "train"
             documents[split] += 1
-            others = [s for j, (_, s) in enumerate(pool) if j != index] if pool else None
+            own = places[position] if places else -1
             made = 0
             for dup in range(config.dupe_factor):
                 rng = records.rng_for(config.seed, document.id, dup)
                 for k, instance in enumerate(create_instances(
-                        tokens, rng, config.instances, self._vocab, stats[split], others)):
+                        tokens, rng, config.instances, self._vocab, stats[split], pools[split] or None, own)):
                     key = records.stable_hash(document.id, dup, k)
                     shard = key % self._shards[split]
                     record = records.encode(instance, self._tokenizer.vocab_size)

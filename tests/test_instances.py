@@ -70,13 +70,19 @@ def test_a_lone_last_sentence_is_dropped_and_counted():
 
 
 def test_albert_compat_borrows_b_from_another_document():
-    others = [_document((6, 500)), _document((6, 600))]
-    stats = InstanceStats()
+    pool = [_document((6, 500)), _document((8, 10)), _document((6, 600))]  # the document itself at place 1
     config = InstanceConfig(max_seq_length=64, albert_compat=True)
-    instances = create_instances(_document((8, 10)), np.random.default_rng(0), config, VOCAB, stats, others)
-    assert len(instances) == 1 and instances[0].sop_label == 1 and stats.random_b == 1
-    b = instances[0].original_ids()[instances[0].len_a + 2: -1]
-    assert b.min() >= 500
+    borrowed = set()
+    for seed in range(20):
+        stats = InstanceStats()
+        instances = create_instances(pool[1], np.random.default_rng(seed), config, VOCAB, stats, pool, own=1)
+        assert len(instances) == 1 and instances[0].sop_label == 1 and stats.random_b == 1
+        b = instances[0].original_ids()[instances[0].len_a + 2: -1]
+        assert b.min() >= 500  # never from itself
+        borrowed.add(int(b.min()) // 100)
+    assert borrowed == {5, 6}  # from either other document
+    alone, stats = _make(_document((8, 10)), albert_compat=True)  # no other document: dropped, counted
+    assert alone == [] and stats.dropped_sentences == 1
 
 
 def test_short_targets_and_lengths():

@@ -132,3 +132,15 @@ def test_a_shard_is_written_sorted_by_key(tmp_path):
     assert stored == [f"record {key}".encode() for key in range(50)]
     assert info["sha256"] == hashlib.sha256((tmp_path / info["file"]).read_bytes()).hexdigest()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):
+    runs = []
+    for name in ("one", "two"):
+        manifest = run_prepare([CORPORA / "wiki" / "enwiki-table-markup.xml.bz2"], tmp_path / name,
+                               "--spm-model", ALBERT_MODEL, "--albert-compat", "--max-seq-length", "64",
+                               "--dupe-factor", "2", "--num-shards", "1", "--eval-fraction", "0")
+        runs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).glob("*.array_record"))})
+    stats = manifest["splits"]["train"]["statistics"]
+    assert stats["sop"]["random_b"] > 0 and stats["sop"]["swapped"] > 0
+    assert runs[0] == runs[1]
