@@ -46,6 +46,13 @@ def albert_schedule(config: OptimizerConfig) -> optax.Schedule:
     return schedule
 
 
+def applied_schedule(config: OptimizerConfig) -> optax.Schedule:
+    """The rate applied at a micro-step: with accumulation, the update made
+    after micro-steps (n-1)k..nk-1 uses the rate of micro-step (n-1)k."""
+    schedule, k = albert_schedule(config), config.accumulation_steps
+    return lambda step: schedule(step // k * k)
+
+
 def decay_mask(params) -> dict:
     """True where ALBERT decays weights and adapts the layer-wise rate."""
     flat = traverse_util.flatten_dict(params)
@@ -76,7 +83,11 @@ def scale_by_adam_without_bias_correction(b1: float, b2: float, eps: float) -> o
 
 
 def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
-    schedule = albert_schedule(config)
+    """Step counts (warmup, total) are micro-steps, batches consumed: inside
+    optax.MultiSteps the schedule sees update counts, so it is stretched by
+    the accumulation factor."""
+    micro_schedule, k = albert_schedule(config), config.accumulation_steps
+    schedule = (lambda update: micro_schedule(update * k)) if k > 1 else micro_schedule
     if config.name == "lamb":
         optimizer = optax.chain(
             optax.clip_by_global_norm(config.clip_norm),

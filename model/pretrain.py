@@ -25,7 +25,7 @@ from loaders import AlbertLoader, LoaderConfig, PreparedDataset
 from model.albert import AlbertForPreTraining
 from model.config import get_config
 from model.flops import train_step_flops
-from model.optim import OptimizerConfig, albert_schedule, make_optimizer
+from model.optim import OptimizerConfig, applied_schedule, make_optimizer
 from model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
 
 _LOG = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
                               max_position_embeddings=max(seq_len, get_config(config.model).max_position_embeddings))
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)
-    schedule = albert_schedule(config.optimizer)
+    schedule = applied_schedule(config.optimizer)
     mesh = make_mesh()
     if config.batch_size % (jax.process_count() * jax.local_device_count()):
         raise ValueError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")

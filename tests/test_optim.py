@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from model.optim import OptimizerConfig, albert_schedule, decay_mask, make_optimizer
+from model.optim import OptimizerConfig, albert_schedule, applied_schedule, decay_mask, make_optimizer
 
 PARAMS = {
     "dense": {"kernel": np.array([[0.5, -1.0], [2.0, 0.25]], np.float32), "bias": np.array([0.1, -0.2], np.float32)},
@@ -96,3 +96,27 @@ def test_gradient_accumulation_averages_micro_batches():
     for k in expected:
         for n in expected[k]:
             np.testing.assert_allclose(np.asarray(p[k][n]), np.asarray(expected[k][n]), rtol=1e-5, atol=1e-7)
+
+
+def test_accumulation_keeps_the_schedule_in_micro_steps():
+    """k=2 micro-batches an update over 8 micro-steps with 2 of warmup is the
+    plain optimizer over 4 updates with 1 of warmup, fed the mean gradients."""
+    accumulated = make_optimizer(OptimizerConfig(learning_rate=0.1, warmup_steps=2, total_steps=8,
+                                                 accumulation_steps=2))
+    plain = make_optimizer(OptimizerConfig(learning_rate=0.1, warmup_steps=1, total_steps=4))
+    params = {k: {n: jnp.asarray(a) for n, a in v.items()} for k, v in PARAMS.items()}
+    a_params, a_state = params, accumulated.init(params)
+    p_params, p_state = params, plain.init(params)
+    micro = GRADS * 4
+    for step, grads in enumerate(micro):
+        updates, a_state = accumulated.update(grads, a_state, a_params)
+        a_params = optax.apply_updates(a_params, updates)
+        if step % 2 == 1:
+            mean = {k: {n: (micro[step - 1][k][n] + grads[k][n]) / 2 for n in v} for k, v in grads.items()}
+            updates, p_state = plain.update(mean, p_state, p_params)
+            p_params = optax.apply_updates(p_params, updates)
+    for k in p_params:
+        for n in p_params[k]:
+            np.testing.assert_allclose(np.asarray(a_params[k][n]), np.asarray(p_params[k][n]), rtol=1e-5, atol=1e-7)
+    rate = applied_schedule(OptimizerConfig(learning_rate=1.0, warmup_steps=2, total_steps=8, accumulation_steps=2))
+    np.testing.assert_allclose([float(rate(s)) for s in range(8)], [0, 0, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25])
