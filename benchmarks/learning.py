@@ -2,7 +2,8 @@
 
 The baseline always predicts the most frequent masked token of the eval
 split; a model that learned nothing of the language cannot beat it by
-much. Both figures come from the same eval split, in the same run.
+much. Both figures come from the same eval instances (those the training
+loop's last evaluation read), in the same run.
 
     python benchmarks/learning.py [--data demo-output/prepared] [--workdir demo-output/pretrain]
 """
@@ -25,7 +26,7 @@ def main() -> None:
     if not evaluations:
         sys.exit(f"{args.workdir} has no evaluation: run make demo first")
     final = evaluations[-1]
-    token, baseline, predictions = most_frequent_token_baseline(args.data)
+    token, baseline, predictions = most_frequent_token_baseline(args.data, final["instances"])
     print(f"eval MLM accuracy after {final['step']} steps: {final['mlm_accuracy']:.3f}")
     print(f"most frequent masked token (id {token}) every time: {baseline:.3f} over {predictions} predictions")
     print(f"ratio: {final['mlm_accuracy'] / baseline:.2f}x the baseline; "

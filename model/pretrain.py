@@ -98,14 +98,22 @@ def _evaluate(config: PretrainConfig, eval_step, params, mesh) -> dict | None:
                                                 shuffle=False), sharding=batch_sharding(mesh))
     if not loader.num_batches:
         return None
+    # MLM figures are pooled over predictions (batches hold different numbers
+    # of them), the others averaged over batches (all of one size)
+    pooled = ("mlm_loss", "mlm_accuracy")
     totals: dict[str, float] = {}
-    count = 0
+    batches_read = 0
     with iter(loader) as batches:
-        for batch, _ in zip(batches, range(config.eval_batches)):
-            for name, value in jax.device_get(eval_step(params, batch)).items():
-                totals[name] = totals.get(name, 0.0) + float(value)
-            count += 1
-    return {name: value / count for name, value in totals.items()}
+        for _, batch in zip(range(config.eval_batches), batches):
+            metrics = {k: float(v) for k, v in jax.device_get(eval_step(params, batch)).items()}
+            for name, value in metrics.items():
+                weight = metrics["mlm_predictions"] if name in pooled else 1.0
+                totals[name] = totals.get(name, 0.0) + value * weight
+            batches_read += 1
+    result = {name: value / (totals["mlm_predictions"] if name in pooled else batches_read)
+              for name, value in totals.items() if name != "mlm_predictions"}
+    result["loss"] = result["mlm_loss"] + result["sop_loss"]
+    return result | {"mlm_predictions": totals["mlm_predictions"], "instances": batches_read * config.batch_size}
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:

@@ -23,20 +23,23 @@ from loaders import AlbertLoader, LoaderConfig, PreparedDataset  # noqa: E402
 from model.pretrain import read_metrics  # noqa: E402
 
 
-def most_frequent_token_baseline(data: str, split: str = "eval") -> tuple[int, float, int]:
-    """(token id, accuracy, predictions) of always predicting the split's most frequent masked token."""
+def most_frequent_token_baseline(data: str, instances: int | None = None,
+                                 split: str = "eval") -> tuple[int, float, int]:
+    """(token id, accuracy, predictions) of always predicting the most frequent
+    masked token, over the split's first `instances` (all: None) in manifest
+    order: the instances the training loop's evaluation reads."""
     dataset = PreparedDataset.open(data, split=split, verify_checksums=False)
     counts: collections.Counter = collections.Counter()
     loader = AlbertLoader(dataset, LoaderConfig(batch_size=1, num_epochs=1, shuffle=False))
     with iter(loader) as batches:
-        for batch in batches:
+        for _, batch in zip(range(dataset.num_records if instances is None else instances), batches):
             counts.update(batch["masked_lm_ids"][batch["masked_lm_weights"] > 0].tolist())
     total = sum(counts.values())
     token, hits = counts.most_common(1)[0]
     return token, hits / total, total
 
 
-def _curves(metrics: list[dict], path: str, baseline: float) -> None:
+def _curves(metrics: list[dict], path: str, baseline: float | None) -> None:
     train = [m for m in metrics if m["split"] == "train"]
     evaluation = [m for m in metrics if m["split"] == "eval"]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
@@ -52,7 +55,8 @@ def _curves(metrics: list[dict], path: str, baseline: float) -> None:
     if evaluation:
         accuracy_axis.plot([m["step"] for m in evaluation], [m["mlm_accuracy"] for m in evaluation], "o-",
                            label="eval MLM accuracy")
-    accuracy_axis.axhline(baseline, color="grey", linestyle="--", label="most frequent token")
+    if baseline is not None:
+        accuracy_axis.axhline(baseline, color="grey", linestyle="--", label="most frequent token")
     accuracy_axis.set(xlabel="step", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
     accuracy_axis.legend()
     figure.tight_layout()
@@ -85,19 +89,22 @@ def write_report(data: str, workdir: str, output: str) -> dict:
         manifest = json.load(f)
     metrics = read_metrics(workdir)
     evaluation = [m for m in metrics if m["split"] == "eval"]
-    token, baseline, predictions = most_frequent_token_baseline(data)
+    final = evaluation[-1] if evaluation else None
+    token = baseline = predictions = None
+    if final:  # the baseline over the instances the evaluation read
+        token, baseline, predictions = most_frequent_token_baseline(data, final["instances"])
     curves, data_plots = f"{stem}-training.png", f"{stem}-data.png"
     _curves(metrics, os.path.join(directory, curves), baseline)
     train_stats = manifest["splits"]["train"]["statistics"]
     _data_plots(train_stats, os.path.join(directory, data_plots))
     with open(os.path.join(workdir, "config.json")) as f:
         run = json.load(f)
-    final = evaluation[-1] if evaluation else None
     check = {"eval_mlm_accuracy": final["mlm_accuracy"] if final else None,
              "most_frequent_token_accuracy": baseline, "most_frequent_token_id": token,
              "eval_predictions": predictions}
     corpus = manifest["corpus"][0]
-    accuracy = f"{final['mlm_accuracy']:.3f}" if final else "no eval split"
+    learning_row = (f"| {final['mlm_accuracy']:.3f} | id {token} | {baseline:.3f} | {predictions} |" if final
+                    else "| no evaluation (no eval split) | | | |")
     lines = [
         "# albertprep run report",
         "",
@@ -110,7 +117,7 @@ def write_report(data: str, workdir: str, output: str) -> dict:
         "",
         "| eval MLM accuracy | most frequent masked token | its accuracy | eval predictions |",
         "|---:|---:|---:|---:|",
-        f"| {accuracy} | id {token} | {baseline:.3f} | {predictions} |",
+        learning_row,
         "",
         f"![training]({curves})",
         "",
@@ -132,7 +139,7 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     lines += ["", f"![data]({data_plots})", ""]
     if final:
         lines += ["## Final evaluation", "", "| metric | value |", "|---|---:|"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in final.items() if isinstance(v, float)]
+        lines += [f"| {k} | {v:.4f} |" for k, v in final.items() if isinstance(v, float) and k != "mlm_predictions"]
     with open(output, "w") as f:
         f.write("\n".join(lines) + "\n")
     return check

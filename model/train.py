@@ -51,6 +51,7 @@ def loss_and_metrics(model: AlbertForPreTraining, params, batch: Batch, dropout_
         "sop_loss": sop_loss,
         "mlm_accuracy": mlm_correct / predictions,
         "sop_accuracy": (sop_b2.argmax(-1) == batch["sentence_order_label"]).mean(),
+        "mlm_predictions": weights_bp.sum(),
     }
     return mlm_loss + sop_loss, metrics
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -31,13 +31,13 @@ def make_pipeline(beam_args: list[str], workers: int = 1, parallel_tasks: int = 
     told otherwise, so we give it one partition per piece.
     """
     beam_args = list(beam_args)
-    if not _has_flag(beam_args, "--runner"):
+    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner  # --runner=X or --runner X
+    if runner is None:
         options = PipelineOptions(beam_args)
         direct = options.view_as(DirectOptions)
         direct.direct_num_workers = workers
         direct.direct_running_mode = "multi_processing" if workers > 1 else "in_memory"
         return beam.Pipeline(runner=FnApiRunner(), options=options)
-    runner = next(a.split("=", 1)[1] for a in beam_args if a.startswith("--runner="))
     if "DaskRunner" in runner and not (
         _has_flag(beam_args, "--dask_npartitions") or _has_flag(beam_args, "--dask_partition_size")
     ):

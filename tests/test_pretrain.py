@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ALBERT_MODEL, BOOKS
+from conftest import ALBERT_MODEL, BOOKS, WIKI
 
 from model.pretrain import read_metrics
 from pipelines import cli
@@ -20,7 +20,8 @@ TIMING = ("steps_per_second", "tokens_per_second", "mfu")
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     output = tmp_path_factory.mktemp("prepared")
-    code = cli.main(["prepare", str(BOOKS / "botchan.txt"), str(BOOKS / "blake-poems.txt"), "--output", str(output),
+    inputs = [BOOKS / "botchan.txt", BOOKS / "blake-poems.txt", WIKI / "enwiki-table-markup.xml.bz2"]
+    code = cli.main(["prepare", *map(str, inputs), "--output", str(output),
                      "--spm-model", str(ALBERT_MODEL), "--max-seq-length", "64",
                      "--max-predictions-per-seq", "10", "--dupe-factor", "1", "--eval-fraction", "0.5",
                      "--num-shards", "2"])
@@ -89,3 +90,31 @@ def test_loss_falls_and_checkpoints_are_kept(straight):
 def test_a_used_workdir_needs_resume(prepared, straight):
     result = subprocess.run(_command(prepared, straight), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+def test_report_has_plots_and_the_learning_check(prepared, straight, tmp_path):
+    from model.report import most_frequent_token_baseline, write_report
+
+    check = write_report(str(prepared), str(straight), str(tmp_path / "report.md"))
+    final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
+    assert check["eval_mlm_accuracy"] == final["mlm_accuracy"]
+    token, baseline, predictions = most_frequent_token_baseline(str(prepared), final["instances"])
+    assert (check["most_frequent_token_id"], check["most_frequent_token_accuracy"]) == (token, baseline)
+    assert predictions == final["mlm_predictions"]  # the same instances the evaluation read
+    text = (tmp_path / "report.md").read_text()
+    assert "![training](report-training.png)" in text and "## Learning check" in text
+    for png in ("report-training.png", "report-data.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
+    from model.report import write_report
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text((straight / "config.json").read_text())
+    train_only = [line for line in (straight / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    (workdir / "metrics.jsonl").write_text("\n".join(train_only) + "\n")
+    check = write_report(str(small_prepared), str(workdir), str(tmp_path / "report.md"))
+    assert check["eval_mlm_accuracy"] is None
+    assert "no evaluation (no eval split)" in (tmp_path / "report.md").read_text()
