@@ -15,13 +15,10 @@ import hashlib
 import json
 import os
 
-import numpy as np
-
 from pipelines import records
-from pipelines.layout import COMPLETED, MANIFEST, MANIFEST_FORMAT
+from pipelines.layout import COMPLETED, MANIFEST, MANIFEST_FORMAT, sha256_file
 from pipelines.tokenizer import Tokenizer
 
-_HASH_BLOCK = 8 << 20
 _HASH_THREADS = 8
 
 
@@ -91,9 +88,7 @@ class PreparedDataset:
         if digest != self.tokenizer_sha256:
             raise PreparedDatasetError(f"{self.directory}: corrupt: {os.path.basename(self.tokenizer_path)} has sha256 "
                                        f"{digest}, the manifest says {self.tokenizer_sha256}")
-        tokenizer = Tokenizer(model, self.do_lower_case)
-        return records.MaskingVocab(mask_id=tokenizer.processor.piece_to_id("[MASK]"),
-                                    random_ids=np.asarray(tokenizer.random_ids))
+        return Tokenizer(model, self.do_lower_case).masking_vocab()
 
 
 def _read_manifest(directory: str) -> dict:
@@ -163,17 +158,9 @@ def _check_shard_size(directory: str, shard: Shard) -> None:
                                    f"the manifest says {shard.bytes}")
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-            digest.update(block)  # releases the GIL: the threads below hash in parallel
-    return digest.hexdigest()
-
-
 def _check_checksums(directory: str, shards: tuple[Shard, ...]) -> None:
     with concurrent.futures.ThreadPoolExecutor(min(_HASH_THREADS, len(shards))) as pool:
-        digests = list(pool.map(_sha256, [shard.path for shard in shards]))
+        digests = list(pool.map(sha256_file, [shard.path for shard in shards]))
     for shard, digest in zip(shards, digests):
         if digest != shard.sha256:
             raise PreparedDatasetError(f"{directory}: corrupt: shard {shard.file} has sha256 {digest}, "

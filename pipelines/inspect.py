@@ -8,15 +8,15 @@ piece, `{word}` kept as it was.
 from __future__ import annotations
 
 import json
-import os
 
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import layout, records
+from loaders.dataset import PreparedDataset
+from pipelines import records
 from pipelines.tokenizer import Tokenizer
 
 
-def render_instance(instance: records.Instance, pieces: list[str]) -> str:
+def render_instance(instance: records.Instance, pieces: list[str], albert_compat: bool = False) -> str:
     originals = dict(zip(instance.masked_positions.tolist(), instance.masked_ids.tolist()))
     words = []
     for position, token in enumerate(instance.input_ids.tolist()):
@@ -28,28 +28,29 @@ def render_instance(instance: records.Instance, pieces: list[str]) -> str:
             words.append(f"[MASK]→{pieces[originals[position]]}")
         else:
             words.append(f"~{pieces[token]}~→{pieces[originals[position]]}")
-    label = "swapped (1)" if instance.sop_label else "natural order (0)"
+    one = "swapped or B from another document (1)" if albert_compat else "swapped (1)"
+    label = one if instance.sop_label else "natural order (0)"
     header = (f"length {len(instance.input_ids)}, A {instance.len_a} tokens, "
               f"{len(originals)} masked, sentence order: {label}")
     return header + "\n  " + " ".join(words)
 
 
 def render(directory: str, split: str = "train", count: int = 3) -> str:
-    with open(os.path.join(directory, layout.MANIFEST)) as f:
-        manifest = json.load(f)
-    tokenizer = Tokenizer.from_file(os.path.join(directory, manifest["tokenizer"]["file"]),
-                                    manifest["tokenizer"]["normalization"]["do_lower_case"])
-    pieces = tokenizer.pieces
+    """Opened as the loader opens it (complete, of this format), without
+    hashing the shards: inspecting is reading a few records."""
+    dataset = PreparedDataset.open(directory, split=split, verify_checksums=False)
+    pieces = Tokenizer.from_file(dataset.tokenizer_path, dataset.do_lower_case).pieces
+    albert_compat = dataset.manifest["config"]["instances"]["albert_compat"]
     lines = []
-    for shard in manifest["splits"][split]["shards"]:
+    for shard in dataset.shards:
         if len(lines) >= count:
             break
-        if not shard["records"]:
+        if not shard.records:
             continue
-        reader = ArrayRecordReader(os.path.join(directory, shard["file"]))
-        wanted = min(count - len(lines), shard["records"])
-        for record in reader.read(list(range(wanted))):
-            lines.append(f"[{shard['file']}] " + render_instance(records.decode(record), pieces))
+        reader = ArrayRecordReader(shard.path)
+        for record in reader.read(list(range(min(count - len(lines), shard.records)))):
+            lines.append(f"[{shard.file}] " + render_instance(records.decode(record), pieces, albert_compat))
         reader.close()
-    stats = {k: v for k, v in (manifest["splits"][split]["statistics"] or {}).items() if k != "length_histogram"}
-    return "\n\n".join(lines) + f"\n\n{split} statistics:\n" + json.dumps(stats, indent=2)
+    statistics = dataset.manifest["splits"][split]["statistics"] or {}
+    shown = {k: v for k, v in statistics.items() if k != "length_histogram"}
+    return "\n\n".join(lines) + f"\n\n{split} statistics:\n" + json.dumps(shown, indent=2)

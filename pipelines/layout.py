@@ -3,8 +3,20 @@
 No Beam here: the loader imports it.
 """
 
+import hashlib
+
 MANIFEST = "manifest.json"
 COMPLETED = "COMPLETED"  # written last: its presence means the directory is whole
 SPM_MODEL = "spm.model"
 MANIFEST_FORMAT = "albertprep.instances"
 SPLITS = ("train", "eval")
+
+
+def sha256_file(path: str, block_size: int = 8 << 20) -> str:
+    """The hex sha256 the manifest records for a shard. hashlib releases the
+    GIL on large blocks, so threads hash several files in parallel."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(block_size), b""):
+            digest.update(block)
+    return digest.hexdigest()

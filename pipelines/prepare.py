@@ -15,7 +15,6 @@ byte-identical whatever the runner, worker count or order of processing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from pipelines import records, textformats
 from pipelines.documents import Document
 from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
-from pipelines.layout import COMPLETED, MANIFEST, SPLITS, SPM_MODEL
+from pipelines.layout import COMPLETED, MANIFEST, SPLITS, SPM_MODEL, sha256_file
 from pipelines.tokenizer import Tokenizer
 
 ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
@@ -222,8 +221,7 @@ class MakeInstances(beam.DoFn):
     def setup(self) -> None:
         with FileSystems.open(self._model_path) as f:
             self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case)
-        self._vocab = records.MaskingVocab(mask_id=tokenizer.processor.piece_to_id("[MASK]"),
-                                           random_ids=tokenizer.random_ids)
+        self._vocab = tokenizer.masking_vocab()
         self._word_start = tokenizer.word_start
 
     def _tokenize(self, document: Document) -> TokenizedDocument:
@@ -290,26 +288,32 @@ class WriteShard(beam.DoFn):
 
 
 def write_shard(output_dir: str, name: str, keyed_records: list[tuple[int, bytes]]) -> dict:
-    """Written under a temporary name and renamed (or uploaded) when complete."""
+    """Written under a temporary name and renamed when complete. ArrayRecord
+    writes local files only: for a remote output (gs://...) the shard is made
+    in a local temporary directory, uploaded under a temporary name, renamed."""
     local = "://" not in output_dir
     directory = output_dir if local else tempfile.mkdtemp()
-    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
-    for _, record in keyed_records:
-        writer.write(record)
-    writer.close()
-    digest = hashlib.sha256()
-    with open(temporary, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    size = os.path.getsize(temporary)
-    if local:
-        os.replace(temporary, os.path.join(output_dir, name))
-    else:
-        with open(temporary, "rb") as source, FileSystems.create(FileSystems.join(output_dir, name)) as target:
-            shutil.copyfileobj(source, target)
-        shutil.rmtree(directory)
-    return {"file": name, "records": len(keyed_records), "sha256": digest.hexdigest(), "bytes": size}
+    temporary_name = f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    temporary = os.path.join(directory, temporary_name)
+    try:
+        writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
+        for _, record in keyed_records:
+            writer.write(record)
+        writer.close()
+        digest, size = sha256_file(temporary), os.path.getsize(temporary)
+        if local:
+            os.replace(temporary, os.path.join(output_dir, name))
+        else:
+            uploaded = FileSystems.join(output_dir, temporary_name)
+            with open(temporary, "rb") as source, FileSystems.create(uploaded) as target:
+                shutil.copyfileobj(source, target)
+            FileSystems.rename([uploaded], [FileSystems.join(output_dir, name)])
+    finally:
+        if local and os.path.exists(temporary):
+            os.remove(temporary)
+        if not local:
+            shutil.rmtree(directory, ignore_errors=True)
+    return {"file": name, "records": len(keyed_records), "sha256": digest, "bytes": size}
 
 
 def merge_stats(parts: list[dict]) -> dict:

@@ -26,8 +26,6 @@ The Example messages (proto3, field numbers as in tensorflow/core/example):
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -37,7 +35,6 @@ from array_record.python.array_record_module import ArrayRecordReader
 
 from pipelines import records
 
-MANIFEST = "manifest.json"  # as pipelines.prepare.MANIFEST (importing prepare would import Beam)
 SUFFIX = ".tfrecord"
 
 # Our feature names (records.to_features) → google-research/albert's.
@@ -333,14 +330,6 @@ def _checked(path: str, pending: list[tuple[int, bytes, int]]) -> Iterator[bytes
 _READ_CHUNK = 4096  # ArrayRecord records read at a time
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shard_examples(reader: ArrayRecordReader, count: int, layout: records.FeatureLayout) -> Iterator[bytes]:
     for begin in range(0, count, _READ_CHUNK):
         for record in reader.read(begin, min(begin + _READ_CHUNK, count)):
@@ -352,33 +341,23 @@ def export(directory: str, output_dir: str, split: str = "train") -> list[str]:
 
     One file per shard, named after it (train-00000-of-00004.array_record →
     train-00000-of-00004.tfrecord), so shards map one to one and can be
-    converted in parallel. Each shard is checked against the manifest's
-    sha256 and record count first. Returns the paths, in shard order.
+    converted in parallel. The directory is opened as the loader opens it
+    (COMPLETED marker, format versions, every shard's sha256) before anything
+    is written. Returns the paths, in shard order.
     """
-    with open(os.path.join(directory, MANIFEST)) as f:
-        manifest = json.load(f)
-    if split not in manifest["splits"]:
-        raise ValueError(f"{directory}: no split {split!r} in {MANIFEST} (has {sorted(manifest['splits'])})")
-    layout = records.FeatureLayout(manifest["features"]["max_seq_length"],
-                                   manifest["features"]["max_predictions_per_seq"])
-    shards = manifest["splits"][split]["shards"]
-    for shard in shards:  # all checked before anything is written
-        source = os.path.join(directory, shard["file"])
-        if _sha256(source) != shard["sha256"]:
-            raise ValueError(f"{source}: sha256 differs from {MANIFEST}'s; the shard is damaged or stale")
+    from loaders.dataset import PreparedDataset
+
+    dataset = PreparedDataset.open(directory, split=split)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
-    for shard in shards:
-        source = os.path.join(directory, shard["file"])
-        target = os.path.join(output_dir, os.path.splitext(shard["file"])[0] + SUFFIX)
-        reader = ArrayRecordReader(source)
+    for shard in dataset.shards:
+        target = os.path.join(output_dir, os.path.splitext(shard.file)[0] + SUFFIX)
+        reader = ArrayRecordReader(shard.path)
         try:
-            if reader.num_records() != shard["records"]:
-                raise ValueError(f"{source}: {reader.num_records()} records, {MANIFEST} says {shard['records']}")
-            written = write_tfrecord(target, _shard_examples(reader, shard["records"], layout))
+            written = write_tfrecord(target, _shard_examples(reader, shard.records, dataset.layout))
         finally:
             reader.close()
-        if written != shard["records"]:
-            raise ValueError(f"{target}: wrote {written} records of {shard['records']}")
+        if written != shard.records:
+            raise ValueError(f"{target}: wrote {written} records of {shard.records}")
         paths.append(target)
     return paths

@@ -17,6 +17,8 @@ import unicodedata
 import numpy as np
 import sentencepiece as spm
 
+from pipelines.records import MaskingVocab
+
 SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 WORD_START = "\u2581"  # SentencePiece's "▁"
 
@@ -84,6 +86,10 @@ class Tokenizer:
         p = self.processor
         return np.array([i for i in range(self.vocab_size)
                          if not (p.is_control(i) or p.is_unknown(i) or p.is_unused(i))], np.int64)
+
+    def masking_vocab(self) -> MaskingVocab:
+        """What masking needs of the vocabulary: [MASK] and the random replacements."""
+        return MaskingVocab(mask_id=self.processor.piece_to_id("[MASK]"), random_ids=self.random_ids)
 
     @functools.cached_property
     def _digit_comma(self) -> np.ndarray:

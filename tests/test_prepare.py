@@ -144,3 +144,15 @@ def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):
     stats = manifest["splits"]["train"]["statistics"]
     assert stats["sop"]["random_b"] > 0 and stats["sop"]["swapped"] > 0
     assert runs[0] == runs[1]
+
+
+def test_inspect_shows_instances_and_statistics(books_prepared):
+    from pipelines import inspect
+
+    output, manifest, _ = books_prepared
+    text = inspect.render(str(output), "train", 2)
+    blocks = text.split("\n\n")
+    assert [b.startswith("[train-0000") for b in blocks[:2]] == [True, True]
+    assert blocks[0].count("[CLS]") == 1 and blocks[0].count("[SEP]") == 2 and "→" in blocks[0]
+    statistics = json.loads(text.split("train statistics:\n", 1)[1])
+    assert statistics["instances"] == manifest["splits"]["train"]["records"]
