@@ -32,9 +32,8 @@ import optax  # noqa: E402
 from model.albert import AlbertForPreTraining, init_params  # noqa: E402
 from model.config import get_config  # noqa: E402
 from model.flops import train_step_flops  # noqa: E402
+from model.pretrain import PEAK_TFLOPS  # noqa: E402
 
-# bf16 dense peaks, TFLOP/s; the H100 figure is the measured one the issue quotes
-PEAK_TFLOPS = {"H100": 787.0, "H200": 787.0, "A100": 312.0}
 PREDICTIONS = 20
 
 
@@ -134,7 +133,7 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
     device = jax.devices()[0]
-    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in device.device_kind), None)
+    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS if k in device.device_kind), None)
     print(f"device: {device.device_kind} x {jax.device_count()}; peak {peak or '?'} TFLOP/s bf16; "
           f"batch {args.batch}, {args.steps} timed steps")
     print(f"{'config':>7} {'len':>4} {'impl':>14} {'seq/s':>9} {'tokens/s':>11} {'MFU':>6} {'vs torch':>8}")

@@ -130,7 +130,8 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
         optimizer=optimizer, dtype=args.dtype, seed=args.seed, dynamic_masking=args.dynamic_masking,
         worker_count=args.worker_count, eval_every=args.eval_every, eval_batches=args.eval_batches,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
-        fsdp=args.fsdp, remat=args.remat, verify_checksums=not args.no_verify, progress=not args.no_progress)
+        fsdp=args.fsdp, remat=args.remat, verify_checksums=not args.no_verify, progress=not args.no_progress,
+        peak_tflops=args.peak_tflops)
     try:
         result = pretrain(config, resume=args.resume)
     except FileExistsError as error:
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
     p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of one device, for MFU")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: jax.distributed.initialize() (coordinator from the cluster's environment)")
     p.set_defaults(run=_pretrain)

@@ -118,8 +118,8 @@ def _expand(spec: str) -> list[tuple[str, str, int]]:
         kind, spec = head, rest
     if kind == "tfds":
         return [("tfds", spec, 0)]
-    if os.path.isdir(spec):
-        pattern = os.path.join(spec, "**")
+    if os.path.isdir(spec) or spec.endswith("/"):  # a remote directory (gs://b/books/) ends with "/"
+        pattern = FileSystems.join(spec.rstrip("/"), "**")
     else:
         pattern = spec
     metadata = FileSystems.match([pattern])[0].metadata_list
