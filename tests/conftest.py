@@ -14,10 +14,13 @@ from pipelines.documents import Document, read_documents_jsonl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The real corpora live beside the project, in ../shared/corpora (never copied
-# into it); ALBERTPREP_CORPORA points elsewhere, e.g. for a clone in /tmp.
-CORPORA = pathlib.Path(os.environ.get("ALBERTPREP_CORPORA", ROOT.parent / "shared" / "corpora"))
-if not (CORPORA / "README.md").exists():
-    raise pytest.UsageError(f"the test corpora are missing: {CORPORA} (set ALBERTPREP_CORPORA)")
+# into it). ALBERTPREP_CORPORA points elsewhere; a clone made outside the
+# workplace's tree (in /tmp, say) falls back to the workplace's own copy.
+_CANDIDATES = [os.environ.get("ALBERTPREP_CORPORA"), ROOT.parent / "shared" / "corpora", "/work/shared/corpora"]
+CORPORA = next((pathlib.Path(c) for c in _CANDIDATES if c and (pathlib.Path(c) / "README.md").exists()), None)
+if CORPORA is None:
+    raise pytest.UsageError(f"the test corpora are missing (looked in {[str(c) for c in _CANDIDATES if c]}); "
+                            "set ALBERTPREP_CORPORA")
 WIKI = CORPORA / "wiki"
 BOOKS = CORPORA / "books"
 ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"  # ALBERT's own 30k-clean vocabulary
