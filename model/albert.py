@@ -24,6 +24,11 @@ def gelu_new(x):
     return jax.nn.gelu(x, approximate=True)
 
 
+def _dense(config: AlbertConfig, features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
+    """Every dense layer of ALBERT: normal(initializer_range) kernels, zero biases."""
+    return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.normal(config.initializer_range), name=name)
+
+
 class Embeddings(nn.Module):
     config: AlbertConfig
     dtype: jnp.dtype = jnp.float32
@@ -52,16 +57,15 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x_btd, key_mask_bt, deterministic: bool):
         c = self.config
-        dense = lambda name: nn.Dense(c.hidden_size, dtype=self.dtype, name=name,  # noqa: E731
-                                      kernel_init=nn.initializers.normal(c.initializer_range))
         b, t, _ = x_btd.shape
-        q_btnh, k_btnh, v_btnh = (dense(n)(x_btd).reshape(b, t, c.num_attention_heads, c.head_size)
+        q_btnh, k_btnh, v_btnh = (_dense(c, c.hidden_size, self.dtype, n)(x_btd)
+                                  .reshape(b, t, c.num_attention_heads, c.head_size)
                                   for n in ("query", "key", "value"))
         if c.attention_probs_dropout_prob and not deterministic:
             raise NotImplementedError("attention dropout (ALBERT v1) is not supported: v2 models use none")
         # cuDNN's fused kernel on GPU when the dtype allows, XLA's elsewhere
         context_btnh = jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, mask=key_mask_bt[:, None, None, :])
-        out_btd = dense("dense")(context_btnh.reshape(b, t, c.hidden_size))
+        out_btd = _dense(c, c.hidden_size, self.dtype, "dense")(context_btnh.reshape(b, t, c.hidden_size))
         out_btd = nn.Dropout(c.hidden_dropout_prob)(out_btd, deterministic=deterministic)
         return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x_btd + out_btd)
 
@@ -73,10 +77,9 @@ class Layer(nn.Module):
     @nn.compact
     def __call__(self, x_btd, key_mask_bt, deterministic: bool):
         c = self.config
-        init = nn.initializers.normal(c.initializer_range)
         attended_btd = Attention(c, self.dtype, name="attention")(x_btd, key_mask_bt, deterministic)
-        h_btf = gelu_new(nn.Dense(c.intermediate_size, dtype=self.dtype, kernel_init=init, name="ffn")(attended_btd))
-        out_btd = nn.Dense(c.hidden_size, dtype=self.dtype, kernel_init=init, name="ffn_output")(h_btf)
+        h_btf = gelu_new(_dense(c, c.intermediate_size, self.dtype, "ffn")(attended_btd))
+        out_btd = _dense(c, c.hidden_size, self.dtype, "ffn_output")(h_btf)
         out_btd = nn.Dropout(c.hidden_dropout_prob)(out_btd, deterministic=deterministic)
         return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype,
                             name="full_layer_layer_norm")(out_btd + attended_btd)
@@ -92,8 +95,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x_bte, key_mask_bt, deterministic: bool):
         c = self.config
-        x_btd = nn.Dense(c.hidden_size, dtype=self.dtype, kernel_init=nn.initializers.normal(c.initializer_range),
-                         name="embedding_hidden_mapping_in")(x_bte)
+        x_btd = _dense(c, c.hidden_size, self.dtype, "embedding_hidden_mapping_in")(x_bte)
         layer_class = nn.remat(Layer, static_argnums=(3,)) if self.remat else Layer
         groups = [[layer_class(c, self.dtype, name=f"albert_layer_groups_{g}_albert_layers_{i}")
                    for i in range(c.inner_group_num)] for g in range(c.num_hidden_groups)]
@@ -113,8 +115,7 @@ class MLMHead(nn.Module):
     @nn.compact
     def __call__(self, x_bpd, word_embeddings_ve):
         c = self.config
-        x_bpe = nn.Dense(c.embedding_size, dtype=self.dtype, kernel_init=nn.initializers.normal(c.initializer_range),
-                         name="dense")(x_bpd)
+        x_bpe = _dense(c, c.embedding_size, self.dtype, "dense")(x_bpd)
         x_bpe = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=jnp.float32, name="LayerNorm")(gelu_new(x_bpe))
         bias_v = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
         return x_bpe.astype(jnp.float32) @ word_embeddings_ve.T.astype(jnp.float32) + bias_v
@@ -134,16 +135,13 @@ class AlbertForPreTraining(nn.Module):
         embeddings = Embeddings(c, self.dtype, name="embeddings")
         x_bte = embeddings(input_ids_bt, segment_ids_bt, deterministic)
         x_btd = Encoder(c, self.dtype, self.remat, name="encoder")(x_bte, input_mask_bt.astype(bool), deterministic)
-        pooled_bd = jnp.tanh(nn.Dense(c.hidden_size, dtype=self.dtype,
-                                      kernel_init=nn.initializers.normal(c.initializer_range),
-                                      name="pooler")(x_btd[:, 0]))
+        pooled_bd = jnp.tanh(_dense(c, c.hidden_size, self.dtype, "pooler")(x_btd[:, 0]))
         # the MLM head runs only where there is something to predict
         masked_bpd = jnp.take_along_axis(x_btd, masked_lm_positions_bp[..., None], axis=1)
         word_embeddings_ve = embeddings.variables["params"]["word_embeddings"]["embedding"]
         mlm_logits_bpv = MLMHead(c, self.dtype, name="predictions")(masked_bpd, word_embeddings_ve)
         pooled_bd = nn.Dropout(c.classifier_dropout_prob)(pooled_bd, deterministic=deterministic)
-        sop_logits_b2 = nn.Dense(2, dtype=jnp.float32, kernel_init=nn.initializers.normal(c.initializer_range),
-                                 name="sop_classifier")(pooled_bd.astype(jnp.float32))
+        sop_logits_b2 = _dense(c, 2, jnp.float32, "sop_classifier")(pooled_bd.astype(jnp.float32))
         return mlm_logits_bpv, sop_logits_b2
 
 
