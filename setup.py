@@ -37,7 +37,6 @@ setup(
         # parity test runs transformers' AlbertForPreTraining as the reference)
         "test": ["pytest>=8", "pytest-timeout", "ruff", "torch==2.13.0", "transformers>=4.40"],
         "bench": ["pysbd", "blingfire"],  # benchmarks/sentences.py compares them with syntok
-        "tf": ["tensorflow-cpu"],  # only to read google-research/albert TF checkpoints
     },
     entry_points={"console_scripts": ["albertprep=pipelines.cli:main"]},
 )

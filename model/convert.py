@@ -196,16 +196,21 @@ def to_tf_variables(params: Mapping) -> dict[str, np.ndarray]:
 
 
 def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
-    """Reads a google-research/albert checkpoint (needs TensorFlow, an optional extra)."""
-    try:
-        import tensorflow as tf
-    except ImportError as error:
-        raise ImportError("reading a TF checkpoint needs TensorFlow: pip install tensorflow-cpu") from error
+    """Our params from a google-research/albert checkpoint (a prefix, its .index, or its directory).
+
+    Read by model/tfcheckpoint.py, without TensorFlow; only the model's
+    variables are read, not the optimizer's slots.
+    """
     import jax
 
     from model.albert import init_params
+    from model.tfcheckpoint import TFCheckpoint
 
-    reader = tf.train.load_checkpoint(path)
-    variables = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    checkpoint = TFCheckpoint(path)
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
-    return from_tf_variables(variables, template)
+    names = [_tf_name(leaf_path)[0] for leaf_path in traverse_util.flatten_dict(template)]
+    missing = [name for name in names if name not in checkpoint.entries]
+    if missing:
+        raise KeyError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of this "
+                       f"config, e.g. {missing[0]}: another config or not an ALBERT checkpoint?")
+    return from_tf_variables(checkpoint.read_all(names), template)

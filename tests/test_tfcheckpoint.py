@@ -1,0 +1,121 @@
+"""TF checkpoints read without TensorFlow, from a fixture that TensorFlow 2.21 wrote.
+
+tests/fixtures/make_tf_checkpoint.py wrote the fixture from an integer
+formula, so these tests know every value TensorFlow was given; it also
+checked, at writing time, that TensorFlow's reader and transformers 4.x's
+`load_tf_weights_in_albert` agree with ours.
+"""
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import pytest
+from fixtures.make_tf_checkpoint import FIXTURE, PREFIX, SLOTTED, expected_variables, fixture_config
+
+from model import convert
+from model.albert import AlbertForPreTraining
+from model.tfcheckpoint import CheckpointError, TFCheckpoint, checkpoint_prefix
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return expected_variables()
+
+
+def test_every_tensor_reads_back_as_tensorflow_was_given_it(expected):
+    checkpoint = TFCheckpoint(os.path.join(FIXTURE, PREFIX))
+    assert checkpoint.num_shards == 1 and not checkpoint.big_endian
+    got = checkpoint.read_all()
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape, name
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+    assert got["global_step"] == 100 and got["global_step"].dtype == np.int64
+    got["bert/pooler/dense/bias"][0] = 1.0  # writable: the caller owns it
+
+
+def test_prefix_index_path_and_directory_name_the_same_checkpoint(tmp_path):
+    prefix = os.path.join(FIXTURE, PREFIX)
+    assert checkpoint_prefix(prefix + ".index") == prefix
+    assert checkpoint_prefix(FIXTURE) == prefix  # through the `checkpoint` file
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for name in os.listdir(FIXTURE):
+        if name != "checkpoint":
+            shutil.copy(os.path.join(FIXTURE, name), lone / name)
+    assert checkpoint_prefix(str(lone)) == str(lone / PREFIX)  # its only .index
+    with pytest.raises(CheckpointError, match="no such checkpoint index"):
+        checkpoint_prefix(str(tmp_path / "model.ckpt-7"))
+    with pytest.raises(CheckpointError, match="found none"):
+        checkpoint_prefix(str(tmp_path))
+
+
+def test_a_google_research_checkpoint_becomes_a_model_transformers_runs_alike(expected, tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = fixture_config()
+    params = convert.load_tf_checkpoint(FIXTURE, config)
+    np.testing.assert_array_equal(params["sop_classifier"]["kernel"],
+                                  expected["cls/seq_relationship/output_weights"].T)
+    np.testing.assert_array_equal(params["encoder"]["albert_layer_groups_0_albert_layers_0"]["ffn"]["kernel"],
+                                  expected["bert/encoder/transformer/group_0/inner_group_0/ffn_1/intermediate/dense/kernel"])
+    convert.save_pretrained(str(tmp_path), params, config)
+    hf = transformers.AlbertForPreTraining.from_pretrained(str(tmp_path)).eval()
+    ids_bt = (np.arange(2 * 24).reshape(2, 24) * 37 % 256).astype(np.int64)
+    segments_bt = (np.arange(24) >= 10).astype(np.int64)[None].repeat(2, 0)
+    positions_bp = np.array([[1, 5, 20], [2, 3, 23]])
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor(ids_bt), token_type_ids=torch.tensor(segments_bt))
+    mlm_bpv, sop_b2 = AlbertForPreTraining(config).apply({"params": params}, ids_bt, np.ones_like(ids_bt),
+                                                          segments_bt, positions_bp)
+    hf_mlm_bpv = np.take_along_axis(out.prediction_logits.numpy(), positions_bp[..., None], axis=1)
+    assert np.abs(hf_mlm_bpv).max() > 1e-2  # not a comparison of zeros
+    np.testing.assert_allclose(np.asarray(mlm_bpv), hf_mlm_bpv, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(sop_b2), out.sop_logits.numpy(), atol=1e-5, rtol=0)
+
+
+def test_another_config_is_refused_by_name():
+    with pytest.raises(KeyError, match="lacks .* variables of this config"):
+        convert.load_tf_checkpoint(FIXTURE, dataclasses.replace(fixture_config(), num_hidden_groups=2))
+
+
+@pytest.fixture
+def copy(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "ckpt")
+    return str(tmp_path / "ckpt" / PREFIX)
+
+
+def _flip(path: str, offset: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_damaged_tensor_is_named_with_its_file_and_offset(copy):
+    entry = TFCheckpoint(copy).entries["bert/embeddings/word_embeddings"]
+    _flip(f"{copy}.data-00000-of-00001", entry.offset + 5)
+    checkpoint = TFCheckpoint(copy)
+    checkpoint.read("bert/pooler/dense/kernel")  # the others are intact
+    with pytest.raises(CheckpointError, match=rf"data-00000-of-00001: 'bert/embeddings/word_embeddings' "
+                                              rf"at byte {entry.offset} fails its CRC-32C"):
+        checkpoint.read("bert/embeddings/word_embeddings")
+    assert checkpoint.read("bert/embeddings/word_embeddings", verify=False).shape == (256, 16)
+
+
+def test_a_damaged_or_truncated_index_and_a_missing_or_short_shard_are_named(copy):
+    os.truncate(f"{copy}.data-00000-of-00001", 1000)
+    with pytest.raises(CheckpointError, match="the file holds .*: truncated"):
+        TFCheckpoint(copy).read_all()
+    os.remove(f"{copy}.data-00000-of-00001")
+    with pytest.raises(CheckpointError, match="data-00000-of-00001: missing"):
+        TFCheckpoint(copy).read(SLOTTED[0])
+    _flip(f"{copy}.index", 40)
+    with pytest.raises(CheckpointError, match=r"model.ckpt-100.index: block at byte 0 fails its CRC-32C"):
+        TFCheckpoint(copy)
+    os.truncate(f"{copy}.index", 1000)
+    with pytest.raises(CheckpointError, match="no table magic number"):
+        TFCheckpoint(copy)
