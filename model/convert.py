@@ -1,9 +1,12 @@
-"""Weights in and out: transformers' AlbertForPreTraining and google-research/albert.
+"""Weights in and out: transformers' AlbertForPreTraining, google-research/albert, our own runs.
 
 Our parameter tree uses transformers' names, so a transformers key is our
 path with dots, "scale"/"embedding" read "weight", and Dense kernels
 transposed (torch stores [out, in]). google-research/albert's TF checkpoint
 names are mapped one by one; their kernels are [in, out] like ours.
+`load_weights` opens any of the three sources (`albertprep convert` and
+`albertprep pretrain --init-from` use it); `save_pretrained` writes the
+format transformers loads.
 """
 
 from __future__ import annotations
@@ -214,3 +217,80 @@ def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
         raise KeyError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of this "
                        f"config, e.g. {missing[0]}: another config or not an ALBERT checkpoint?")
     return from_tf_variables(checkpoint.read_all(names), template)
+
+
+def config_from_albert_json(albert_config: Mapping) -> AlbertConfig:
+    """google-research/albert's albert_config.json, shipped beside its checkpoints.
+
+    Its "gelu" is the tanh approximation (gelu_new); the structure options
+    that the released models leave at their defaults are refused otherwise.
+    """
+    if albert_config.get("hidden_act", "gelu") not in ("gelu", "gelu_new"):
+        raise ValueError(f"hidden_act {albert_config['hidden_act']!r}: this ALBERT implements gelu (tanh)")
+    for key, default in (("net_structure_type", 0), ("down_scale_factor", 1), ("gap_size", 0),
+                         ("num_memory_blocks", 0), ("layers_to_keep", [])):
+        if albert_config.get(key, default) != default:
+            raise ValueError(f"{key} {albert_config[key]!r}: only the released structure ({default!r}) is supported")
+    fields = AlbertConfig.__dataclass_fields__
+    return AlbertConfig(**{k: v for k, v in albert_config.items() if k in fields})
+
+
+def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
+    """The params of an `albertprep pretrain` workdir's checkpoint (the latest, or `step`)."""
+    import orbax.checkpoint as ocp
+
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = AlbertConfig(**json.load(f)["model_config"])
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None or step not in manager.all_steps():
+            raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint at step {step} "
+                                    f"(saved: {list(manager.all_steps()) or 'none'})")
+        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    finally:
+        manager.close()
+    return _to_numpy(state["params"]), config
+
+
+def _to_numpy(tree: Mapping) -> dict:
+    return {k: _to_numpy(v) if isinstance(v, Mapping) else np.asarray(v) for k, v in tree.items()}
+
+
+def load_weights(path: str, config: AlbertConfig | None = None, step: int | None = None) -> tuple[dict, AlbertConfig]:
+    """(params, config) from whatever `path` holds, told apart by its files:
+
+    - an `albertprep pretrain` workdir (config.json with a model_config, and
+      checkpoints/): its latest checkpoint, or `step`;
+    - a transformers directory (config.json, model.safetensors or
+      pytorch_model.bin);
+    - a google-research/albert TF checkpoint (a prefix, its .index, or its
+      directory): the config from albert_config.json beside it, else
+      `config` with the vocabulary and positions the checkpoint's
+      embeddings have.
+    """
+    config_json = os.path.join(path, "config.json")
+    if os.path.isdir(path) and os.path.exists(config_json):
+        with open(config_json) as f:
+            described = json.load(f)
+        if "model_config" in described:
+            return _run_weights(path, step)
+        return load_pretrained(path)
+    from model.tfcheckpoint import TFCheckpoint
+
+    checkpoint = TFCheckpoint(path)
+    albert_json = os.path.join(os.path.dirname(checkpoint.prefix), "albert_config.json")
+    if os.path.exists(albert_json):
+        with open(albert_json) as f:
+            config = config_from_albert_json(json.load(f))
+    elif config is None:
+        raise ValueError(f"{checkpoint.prefix}: no albert_config.json beside it; name the config (e.g. --config base)")
+    else:
+        import dataclasses
+
+        shapes = {name: entry.shape for name, entry in checkpoint.entries.items()}
+        config = dataclasses.replace(
+            config, vocab_size=shapes.get("bert/embeddings/word_embeddings", (config.vocab_size,))[0],
+            max_position_embeddings=shapes.get("bert/embeddings/position_embeddings",
+                                               (config.max_position_embeddings,))[0])
+    return load_tf_checkpoint(checkpoint.prefix, config), config

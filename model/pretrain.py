@@ -37,6 +37,10 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 787.0), ("H200", 787.0), ("A100", 
                ("TPU v5 lite", 197.0), ("TPU v5p", 459.0), ("TPU v4", 275.0))
 
 
+class PretrainError(ValueError):
+    """A run that cannot start as configured; the message says why."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     data: str
@@ -59,6 +63,7 @@ class PretrainConfig:
     verify_checksums: bool = True
     progress: bool = True
     peak_tflops: float | None = None  # per device; None: from PEAK_TFLOPS
+    init_from: str | None = None  # weights to start from (model.convert.load_weights); their config wins
 
 
 def _peak_flops(per_device_tflops: float | None) -> float | None:
@@ -128,15 +133,32 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
     vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
     seq_len = train_data.layout.max_seq_length
-    model_config = get_config(config.model, vocab_size=vocab_size,
-                              max_position_embeddings=max(seq_len, get_config(config.model).max_position_embeddings))
+    initial_params = None
+    if config.init_from:  # read on resumption too: its config is the model's
+        from model.convert import load_weights
+
+        try:
+            initial_params, model_config = load_weights(config.init_from, get_config(config.model))
+        except (OSError, KeyError, ValueError) as error:
+            raise PretrainError(f"--init-from {config.init_from}: {error}") from error
+        if model_config.vocab_size != vocab_size or model_config.max_position_embeddings < seq_len:
+            raise PretrainError(f"--init-from {config.init_from}: vocabulary {model_config.vocab_size} and "
+                             f"{model_config.max_position_embeddings} positions; the data needs vocabulary "
+                             f"{vocab_size} and {seq_len} positions")
+        if resume and _has_checkpoints(config.workdir):
+            initial_params = None  # the checkpoint's state wins
+        else:
+            _LOG.info("initialised from %s", config.init_from)
+    else:
+        model_config = get_config(config.model, vocab_size=vocab_size, max_position_embeddings=max(
+            seq_len, get_config(config.model).max_position_embeddings))
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)
     schedule = applied_schedule(config.optimizer)
     mesh = make_mesh()
     if config.batch_size % (jax.process_count() * jax.local_device_count()):
         raise ValueError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
-    state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp)
+    state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp, initial_params)
     train_step = make_train_step(model, optimizer, schedule, shardings, mesh, config.seed)
     eval_step = make_eval_step(model, shardings, mesh)
     loader = AlbertLoader(train_data, LoaderConfig(batch_size=config.batch_size // jax.process_count(),
@@ -209,6 +231,11 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
         if progress is not None:
             progress.close()
     return {"train": last_train, "eval": last_eval, "steps": config.steps}
+
+
+def _has_checkpoints(workdir: str) -> bool:
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def read_metrics(workdir: str) -> list[dict]:

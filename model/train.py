@@ -80,16 +80,23 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def init_state(model: AlbertForPreTraining, optimizer: optax.GradientTransformation, key: jax.Array,
-               mesh: Mesh, fsdp: bool = False) -> tuple[TrainState, TrainState]:
-    """A fresh state placed on the mesh, and its shardings."""
+               mesh: Mesh, fsdp: bool = False, params: Any = None) -> tuple[TrainState, TrainState]:
+    """A fresh state placed on the mesh, and its shardings: parameters from
+    `key`, or the given ones (host arrays, the same on every process, shaped
+    for model.config), with a fresh optimizer state either way."""
     from model.albert import init_params
 
-    def create():
-        params = init_params(model.config, key)
+    def create(params):
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
-    shardings = state_shardings(jax.eval_shape(create), mesh, fsdp)
-    return jax.jit(create, out_shardings=shardings)(), shardings
+    def create_from_key():
+        return create(init_params(model.config, key))
+
+    shardings = state_shardings(jax.eval_shape(create_from_key), mesh, fsdp)
+    if params is None:
+        return jax.jit(create_from_key, out_shardings=shardings)(), shardings
+    params = jax.device_put(params, shardings.params)  # an argument, not constants baked into the program
+    return jax.jit(create, out_shardings=shardings)(params), shardings
 
 
 def make_train_step(model: AlbertForPreTraining, optimizer: optax.GradientTransformation,

@@ -120,7 +120,7 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         jax.distributed.initialize()
     from model.optim import OptimizerConfig
-    from model.pretrain import PretrainConfig, pretrain
+    from model.pretrain import PretrainConfig, PretrainError, pretrain
 
     optimizer = OptimizerConfig(name=args.optimizer, learning_rate=args.learning_rate,
                                 warmup_steps=args.warmup_steps, total_steps=args.steps,
@@ -131,12 +131,32 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
         worker_count=args.worker_count, eval_every=args.eval_every, eval_batches=args.eval_batches,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
         fsdp=args.fsdp, remat=args.remat, verify_checksums=not args.no_verify, progress=not args.no_progress,
-        peak_tflops=args.peak_tflops)
+        peak_tflops=args.peak_tflops, init_from=args.init_from)
     try:
         result = pretrain(config, resume=args.resume)
-    except FileExistsError as error:
+    except (FileExistsError, PretrainError) as error:
         raise jobs.JobError(str(error)) from error
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import jax
+
+    from model import convert
+    from model.config import get_config
+    from model.tfcheckpoint import CheckpointError
+
+    try:
+        params, config = convert.load_weights(args.source, get_config(args.config) if args.config else None,
+                                              step=args.step)
+    except (OSError, KeyError, ValueError, CheckpointError) as error:
+        raise jobs.JobError(f"{args.source}: {error}") from error
+    convert.save_pretrained(args.output, params, config)
+    count = sum(v.size for v in jax.tree_util.tree_leaves(params))
+    print(f"{args.output}: model.safetensors and config.json ({count:,} parameters, {config.num_hidden_layers} "
+          f"layers of {config.hidden_size}, vocabulary {config.vocab_size}); "
+          f"transformers.AlbertForPreTraining.from_pretrained reads it")
     return 0
 
 
@@ -255,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--keep-checkpoints", type=int, default=3)
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--init-from", default=None,
+                   help="start from these weights (an albertprep convert source: a workdir, a TF checkpoint or a "
+                        "transformers directory) with a fresh optimizer; the model config is theirs")
     p.add_argument("--fsdp", action="store_true", help="shard parameters and optimizer state over the devices")
     p.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
     p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
@@ -264,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="multi-host: jax.distributed.initialize() (coordinator from the cluster's environment)")
     p.set_defaults(run=_pretrain)
 
+    p = commands.add_parser("convert", help="ALBERT weights to transformers' format (safetensors + config.json)",
+                            description="SOURCE: an `albertprep pretrain` workdir, a google-research/albert "
+                                        "TF checkpoint (prefix, .index or directory; read without TensorFlow) "
+                                        "or a transformers directory.")
+    p.add_argument("source")
+    p.add_argument("--output", required=True, help="directory for model.safetensors and config.json")
+    p.add_argument("--config", default=None,
+                   help="architecture of a TF checkpoint that has no albert_config.json beside it (e.g. base)")
+    p.add_argument("--step", type=int, default=None, help="a workdir's checkpoint at this step (default: latest)")
+    p.set_defaults(run=_convert)
+
     p = commands.add_parser("report", help="Markdown report with plots of the data and the training run")
     p.add_argument("--data", required=True)
     p.add_argument("--workdir", required=True)
@@ -271,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_report)
 
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "report"):
+    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
         parser.error(f"unknown options {beam_args}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl"):

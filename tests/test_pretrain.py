@@ -87,6 +87,35 @@ def test_loss_falls_and_checkpoints_are_kept(straight):
     assert config["model_config"]["vocab_size"] == 30000 and config["model"] == "tiny"
 
 
+def test_exported_weights_restart_a_run_where_it_ended(prepared, straight, tmp_path):
+    """workdir → `albertprep convert` → transformers files → `pretrain --init-from`
+    at learning rate 0: the new run evaluates exactly as the old one ended."""
+    exported = tmp_path / "exported"
+    assert cli.main(["convert", str(straight), "--output", str(exported)]) == 0
+    assert json.loads((exported / "config.json").read_text())["model_type"] == "albert"
+    workdir = tmp_path / "restarted"
+    command = _command(prepared, workdir, "--init-from", str(exported))
+    command[command.index("--steps") + 1] = "1"
+    command[command.index("--learning-rate") + 1] = "0"
+    _run(command)
+    keys = ("loss", "mlm_loss", "sop_loss", "mlm_accuracy", "sop_accuracy", "mlm_predictions")
+    ended = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
+    restarted = [m for m in read_metrics(str(workdir)) if m["split"] == "eval"][-1]
+    assert restarted["step"] == 1 and ended["step"] == STEPS
+    assert {k: restarted[k] for k in keys} == {k: ended[k] for k in keys}
+    first_of_straight = [m for m in read_metrics(str(straight)) if m["split"] == "train"][0]
+    assert _losses(workdir)[0]["loss"] < first_of_straight["loss"] - 0.3  # not a fresh model
+
+
+def test_init_from_weights_of_another_vocabulary_is_refused(prepared, tmp_path, capsys):
+    from fixtures.make_tf_checkpoint import FIXTURE
+
+    code = cli.main(_command(prepared, tmp_path / "run", "--init-from", FIXTURE)[3:])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "vocabulary 256 and 64 positions; the data needs vocabulary 30000 and 64 positions" in error
+
+
 def test_a_used_workdir_needs_resume(prepared, straight):
     result = subprocess.run(_command(prepared, straight), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--resume" in result.stderr

@@ -7,9 +7,11 @@ checked, at writing time, that TensorFlow's reader and transformers 4.x's
 """
 
 import dataclasses
+import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from fixtures.make_tf_checkpoint import FIXTURE, PREFIX, SLOTTED, expected_variables, fixture_config
@@ -17,6 +19,7 @@ from fixtures.make_tf_checkpoint import FIXTURE, PREFIX, SLOTTED, expected_varia
 from model import convert
 from model.albert import AlbertForPreTraining
 from model.tfcheckpoint import CheckpointError, TFCheckpoint, checkpoint_prefix
+from pipelines import cli
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +122,36 @@ def test_a_damaged_or_truncated_index_and_a_missing_or_short_shard_are_named(cop
     os.truncate(f"{copy}.index", 1000)
     with pytest.raises(CheckpointError, match="no table magic number"):
         TFCheckpoint(copy)
+
+
+def test_convert_takes_the_config_from_albert_config_json_or_the_named_one(copy, tmp_path, capsys):
+    directory = os.path.dirname(copy)
+    assert cli.main(["convert", directory, "--output", str(tmp_path / "none")]) == 2
+    assert "no albert_config.json beside it; name the config" in capsys.readouterr().err
+
+    config = fixture_config()
+    # the keys google-research/albert's released albert_config.json files have
+    released_keys = {"attention_probs_dropout_prob": 0, "hidden_act": "gelu", "hidden_dropout_prob": 0,
+                     "embedding_size": config.embedding_size, "hidden_size": config.hidden_size,
+                     "initializer_range": 0.02, "intermediate_size": config.intermediate_size,
+                     "max_position_embeddings": config.max_position_embeddings,
+                     "num_attention_heads": config.num_attention_heads,
+                     "num_hidden_layers": config.num_hidden_layers, "num_hidden_groups": 1,
+                     "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0, "inner_group_num": 1,
+                     "down_scale_factor": 1, "type_vocab_size": 2, "vocab_size": config.vocab_size}
+    with open(os.path.join(directory, "albert_config.json"), "w") as file:
+        json.dump(released_keys, file)
+    assert cli.main(["convert", directory, "--output", str(tmp_path / "described")]) == 0
+    params, loaded_config = convert.load_pretrained(str(tmp_path / "described"))
+    assert loaded_config == config
+    expected_params = convert.load_tf_checkpoint(FIXTURE, config)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, expected_params)
+
+    os.remove(os.path.join(directory, "albert_config.json"))  # the vocabulary and positions from the embeddings
+    assert cli.main(["convert", copy + ".index", "--output", str(tmp_path / "named"), "--config", "tiny"]) == 0
+    assert convert.load_pretrained(str(tmp_path / "named"))[1] == config
+
+    with open(os.path.join(directory, "albert_config.json"), "w") as file:
+        json.dump(released_keys | {"net_structure_type": 1}, file)
+    assert cli.main(["convert", directory, "--output", str(tmp_path / "other")]) == 2
+    assert "net_structure_type 1: only the released structure" in capsys.readouterr().err
