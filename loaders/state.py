@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+
+from pipelines import atomic
 
 STATE_FORMAT = "albertprep.loader_state"
 STATE_VERSION = 1
@@ -84,21 +85,10 @@ def _show(value: object) -> str:
 
 
 def write_state_file(path: str | os.PathLike, state: bytes) -> None:
-    """Writes atomically (a temporary file in the same directory, then
-    os.replace), so a process killed mid-write leaves the previous state."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(state)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Atomically and synced to disk (pipelines/atomic.py), so a process
+    killed mid-write leaves the previous state."""
+    with atomic.local_path(path, fsync=True) as temporary, open(temporary, "wb") as f:
+        f.write(state)
 
 
 def read_state_file(path: str | os.PathLike) -> bytes:

@@ -26,7 +26,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import sources
+from pipelines import atomic, sources
 from pipelines.documents import Outcome
 
 SUMMARY = "summary.json"
@@ -37,31 +37,6 @@ _LOG = logging.getLogger(__name__)
 def output_names(task_index: int, task_count: int) -> dict[str, str]:
     stem = f"documents-{task_index:05d}-of-{task_count:05d}"
     return {"jsonl": f"{stem}.jsonl", "text": f"{stem}.txt"}
-
-
-class _AtomicFile:
-    """Written under a temporary name, renamed on success: a retried or
-    killed worker never leaves a half-written file under the final name."""
-
-    def __init__(self, path: str):
-        self._path = path
-        self._temporary = f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-        self._file = FileSystems.create(self._temporary)
-
-    def write(self, text: str) -> None:
-        self._file.write(text.encode("utf-8"))
-
-    def __enter__(self) -> _AtomicFile:
-        return self
-
-    def __exit__(self, error_type, error, traceback) -> None:
-        self._file.close()
-        if error_type is not None:
-            FileSystems.delete([self._temporary])
-            return
-        if FileSystems.exists(self._path):
-            FileSystems.delete([self._path])
-        FileSystems.rename([self._temporary], [self._path])
 
 
 class ExtractTask(beam.DoFn):
@@ -80,12 +55,12 @@ class ExtractTask(beam.DoFn):
         report = sources.TaskReport()
         names = output_names(task.index, self._task_count)
         with (
-            _AtomicFile(FileSystems.join(self._output_dir, names["jsonl"])) as jsonl,
-            _AtomicFile(FileSystems.join(self._output_dir, names["text"])) as text,
+            atomic.created(FileSystems.join(self._output_dir, names["jsonl"])) as jsonl,
+            atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
         ):
             for document in sources.read_task(task, report):
-                jsonl.write(document.to_json() + "\n")
-                text.write(document.to_bert_text())
+                jsonl.write((document.to_json() + "\n").encode("utf-8"))
+                text.write(document.to_bert_text().encode("utf-8"))
         for outcome, count in report.outcomes.items():
             Metrics.counter("albertprep.extract", outcome).inc(count)
         Metrics.counter("albertprep.extract", "decoding_fallback").inc(len(report.decoding_fallbacks))
@@ -160,8 +135,8 @@ class WriteSummary(beam.DoFn):
     def process(self, keyed_reports: tuple[int, list[dict]]) -> Iterator[dict]:
         summary = summarize(list(keyed_reports[1]), self._inputs)
         text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-        with _AtomicFile(FileSystems.join(self._output_dir, SUMMARY)) as f:
-            f.write(text)
+        with atomic.created(FileSystems.join(self._output_dir, SUMMARY)) as f:
+            f.write(text.encode("utf-8"))
         yield summary
 
 

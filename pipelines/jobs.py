@@ -13,7 +13,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import extract, layout, prepare, records, runners, sources
+from pipelines import atomic, extract, layout, prepare, records, runners, sources
 from pipelines.tokenizer import Tokenizer
 
 
@@ -114,7 +114,7 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
     if tokenizer is None:
         tokenizer = run_vocab(summaries, output, vocab, runner, config.split_bytes)
     else:
-        with FileSystems.create(FileSystems.join(output, layout.SPM_MODEL)) as f:
+        with atomic.created(FileSystems.join(output, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, config.split_bytes)

@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from pipelines import records, textformats
+from pipelines import atomic, records, textformats
 from pipelines.documents import Document
 from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
 from pipelines.layout import COMPLETED, MANIFEST, SPLITS, SPM_MODEL, sha256_file
@@ -165,7 +165,7 @@ class TrainSentencePiece(beam.DoFn):
         )
         _LOG.info("vocab: trained on %d sentences in %.1fs", len(sample), time.monotonic() - started)
         path = FileSystems.join(self._output_dir, SPM_MODEL)
-        with FileSystems.create(path) as f:
+        with atomic.created(path) as f:
             f.write(model.getvalue())
         yield path
 
@@ -288,29 +288,23 @@ class WriteShard(beam.DoFn):
 
 
 def write_shard(output_dir: str, name: str, keyed_records: list[tuple[int, bytes]]) -> dict:
-    """Written under a temporary name and renamed when complete. ArrayRecord
-    writes local files only: for a remote output (gs://...) the shard is made
-    in a local temporary directory, uploaded under a temporary name, renamed."""
+    """Appears whole or not at all (pipelines/atomic.py). ArrayRecord writes
+    local files only: for a remote output (gs://...) the shard is made in a
+    local temporary directory, then uploaded."""
     local = "://" not in output_dir
     directory = output_dir if local else tempfile.mkdtemp()
-    temporary_name = f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-    temporary = os.path.join(directory, temporary_name)
     try:
-        writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
-        for _, record in keyed_records:
-            writer.write(record)
-        writer.close()
-        digest, size = sha256_file(temporary), os.path.getsize(temporary)
-        if local:
-            os.replace(temporary, os.path.join(output_dir, name))
-        else:
-            uploaded = FileSystems.join(output_dir, temporary_name)
-            with open(temporary, "rb") as source, FileSystems.create(uploaded) as target:
+        with atomic.local_path(os.path.join(directory, name)) as temporary:
+            writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
+            for _, record in keyed_records:
+                writer.write(record)
+            writer.close()
+            digest, size = sha256_file(temporary), os.path.getsize(temporary)
+        if not local:
+            with open(os.path.join(directory, name), "rb") as source, \
+                    atomic.created(FileSystems.join(output_dir, name)) as target:
                 shutil.copyfileobj(source, target)
-            FileSystems.rename([uploaded], [FileSystems.join(output_dir, name)])
     finally:
-        if local and os.path.exists(temporary):
-            os.remove(temporary)
         if not local:
             shutil.rmtree(directory, ignore_errors=True)
     return {"file": name, "records": len(keyed_records), "sha256": digest, "bytes": size}
@@ -390,7 +384,7 @@ class WriteManifest(beam.DoFn):
             splits[split] = {"records": sum(f["records"] for f in files), "shards": files,
                              "statistics": describe(merged) if merged else None}
         manifest = dict(self._manifest_base, documents=merge_stats(documents), splits=splits)
-        with FileSystems.create(FileSystems.join(self._output_dir, MANIFEST)) as f:
+        with atomic.created(FileSystems.join(self._output_dir, MANIFEST)) as f:
             f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         with FileSystems.create(FileSystems.join(self._output_dir, COMPLETED)) as f:
             f.write(b"")

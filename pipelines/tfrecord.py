@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import records
+from pipelines import atomic, records
 from pipelines.crc32c import crc32c, crc32c_many, masked_crc, masked_crcs
 
 SUFFIX = ".tfrecord"
@@ -166,13 +165,10 @@ def _batches(payloads: Iterable[bytes]) -> Iterator[list[bytes]]:
 def write_tfrecord(path: str, payloads: Iterable[bytes]) -> int:
     """Writes `payloads` as one TFRecord file and returns how many.
 
-    Written under a temporary name in the same directory and renamed when
-    complete, so a reader never sees half a file under the final name.
+    Appears whole or not at all (pipelines/atomic.py).
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     count = 0
-    try:
+    with atomic.local_path(path) as temporary:
         with open(temporary, "wb") as f:
             for batch in _batches(payloads):
                 crcs = crc32c_many(batch)
@@ -183,11 +179,6 @@ def write_tfrecord(path: str, payloads: Iterable[bytes]) -> int:
                     for i, payload in enumerate(batch)
                 ))
                 count += len(batch)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return count
 
 
