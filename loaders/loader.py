@@ -7,12 +7,13 @@
         state = batches.get_state()        # bytes (JSON), or orbax: grain.PyGrainCheckpointSave(batches)
 
 Stream order: EpochSampler (all records, a new seeded permutation each
-epoch) → this process's every process_count-th index → read → decode
+epoch) → this process's rows of each global batch → read → decode
 (stored masks) or mask again (dynamic) → batch → optional device placement.
 With worker_count > 0 each Grain worker process takes every
 worker_count-th index of this process's part and batches it, so batches
 depend on the worker count (deterministically), and a state restores only
-into the same worker count.
+into the same worker count. Without workers, a global batch (the processes'
+batches side by side) is the same whatever the process count.
 
 Worker processes start with spawn: a script that iterates with workers
 needs the `if __name__ == "__main__":` guard.
@@ -89,7 +90,9 @@ class AlbertLoader:
                              f"layout's {dataset.layout.max_predictions_per_seq}")
         self.sampler = EpochSampler(dataset.num_records, seed=config.seed, shuffle=config.shuffle,
                                     num_epochs=config.num_epochs,
-                                    masking_seed=config.seed if config.dynamic_masking else None)
+                                    masking_seed=config.seed if config.dynamic_masking else None,
+                                    process_count=self.process_count,
+                                    batch_block=config.batch_size if config.worker_count == 0 else 1)
         if config.dynamic_masking:
             decode = DynamicMasks(dataset.layout, self.masking, dataset.masking_vocab())
         else:

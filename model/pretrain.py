@@ -73,9 +73,13 @@ def _peak_flops(per_device_tflops: float | None) -> float | None:
 
 
 class _Logs:
-    """JSONL always; TensorBoard when tensorboardX is installed."""
+    """JSONL always; TensorBoard when tensorboardX is installed. Metrics are
+    global (every process computes the same), so only process 0 writes them."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, primary: bool):
+        self._jsonl = self._board = None
+        if not primary:
+            return
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
         try:
             from tensorboardX import SummaryWriter
@@ -85,6 +89,8 @@ class _Logs:
             self._board = None
 
     def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        if self._jsonl is None:
+            return
         record = {"step": step, "split": prefix} | metrics
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
@@ -93,7 +99,8 @@ class _Logs:
                 self._board.add_scalar(f"{prefix}/{name}", value, step)
 
     def close(self) -> None:
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self._board is not None:
             self._board.close()
 
@@ -181,15 +188,17 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     elif manager.latest_step() is not None:
         raise FileExistsError(f"{config.workdir} has checkpoints up to step {manager.latest_step()}; "
                               "pass --resume to continue or use another workdir")
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config) | {"model_config": dataclasses.asdict(model_config)}, f, indent=2)
+    primary = jax.process_index() == 0
+    if primary:
+        with open(os.path.join(config.workdir, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config) | {"model_config": dataclasses.asdict(model_config)}, f, indent=2)
 
     flops_per_step = train_step_flops(model_config, seq_len, train_data.layout.max_predictions_per_seq) \
         * config.batch_size
     peak = _peak_flops(config.peak_tflops)
-    logs = _Logs(config.workdir)
+    logs = _Logs(config.workdir, primary)
     progress = None
-    if config.progress:
+    if config.progress and primary:
         from tqdm import tqdm
 
         progress = tqdm(total=config.steps, initial=start, unit="step", dynamic_ncols=True)

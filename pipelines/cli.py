@@ -118,7 +118,8 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.distributed:  # before any other JAX call: joins this process to the others
         import jax
 
-        jax.distributed.initialize()
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
     from model.optim import OptimizerConfig
     from model.pretrain import PretrainConfig, PretrainError, pretrain
 
@@ -284,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of one device, for MFU")
     p.add_argument("--distributed", action="store_true",
-                   help="multi-host: jax.distributed.initialize() (coordinator from the cluster's environment)")
+                   help="multi-host: jax.distributed.initialize(), which finds what the three options below "
+                        "leave out on SLURM, Open MPI, Kubernetes and Cloud TPU")
+    p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (or JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(run=_pretrain)
 
     p = commands.add_parser("convert", help="ALBERT weights to transformers' format (safetensors + config.json)",

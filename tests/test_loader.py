@@ -97,7 +97,7 @@ def test_drop_remainder(dataset, drop_remainder, sizes):
 
 @pytest.mark.parametrize("process_count", [2, 3])
 def test_processes_share_each_epoch_disjointly(dataset, stored, process_count):
-    """Process p reads global indices p, p + P, ...; index g is in epoch g // N."""
+    """With batches of one, process p reads positions p, p + P, ...; position g is in epoch g // N."""
     n = dataset.num_records
     per_process = [keys_of(load(dataset, batch_size=1, seed=SEED, num_epochs=2, process_index=p,
                                  process_count=process_count), stored) for p in range(process_count)]
@@ -106,6 +106,22 @@ def test_processes_share_each_epoch_disjointly(dataset, stored, process_count):
         seen = [key for p, keys in enumerate(per_process) for k, key in enumerate(keys)
                 if (k * process_count + p) // n == epoch]
         assert sorted(seen) == list(range(n))
+
+
+@pytest.mark.parametrize("process_count, dynamic", [(2, False), (3, True)])
+def test_a_global_batch_is_the_same_whatever_the_process_count(dataset, process_count, dynamic):
+    """The processes' batches side by side, as make_array_from_process_local_data
+    lays them out, are the one-process batches, row for row, masks included;
+    over two epochs, so the rounds cross an epoch's end."""
+    n, per_process = dataset.num_records, 4
+    global_batch = per_process * process_count
+    steps = 2 * n // global_batch
+    one = take(dataset, steps, batch_size=global_batch, seed=SEED, num_epochs=2, dynamic_masking=dynamic)
+    parts = [take(dataset, steps, batch_size=per_process, seed=SEED, num_epochs=2, dynamic_masking=dynamic,
+                  process_index=p, process_count=process_count) for p in range(process_count)]
+    for step in range(steps):
+        for name, array in one[step].items():
+            np.testing.assert_array_equal(np.concatenate([part[step][name] for part in parts]), array)
 
 
 def test_two_worker_processes_yield_each_instance_once(dataset, stored):

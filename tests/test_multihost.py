@@ -1,0 +1,103 @@
+"""Two JAX processes on this machine, as two hosts would run: `pretrain --distributed`.
+
+Each process has one CPU device and reads its own rows of every global
+batch; gloo carries the collectives. The run must equal, bit for bit, one
+process driving two devices, and a resumption of it must equal it too.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ALBERT_MODEL, BOOKS, WIKI
+
+from model.pretrain import read_metrics
+from pipelines import cli
+
+STEPS = 12
+TIMING = ("steps_per_second", "tokens_per_second", "mfu")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    output = tmp_path_factory.mktemp("prepared")
+    inputs = [BOOKS / "botchan.txt", BOOKS / "blake-poems.txt", WIKI / "enwiki-table-markup.xml.bz2"]
+    assert cli.main(["prepare", *map(str, inputs), "--output", str(output), "--spm-model", str(ALBERT_MODEL),
+                     "--max-seq-length", "64", "--max-predictions-per-seq", "10", "--dupe-factor", "1",
+                     "--eval-fraction", "0.5", "--num-shards", "2"]) == 0
+    return output
+
+
+def _command(data, workdir, *extra):
+    return [sys.executable, "-m", "pipelines.cli", "pretrain", "--config", "tiny", "--data", str(data),
+            "--workdir", str(workdir), "--steps", str(STEPS), "--batch-size", "8", "--learning-rate", "0.01",
+            "--warmup-steps", "5", "--log-every", "1", "--checkpoint-every", "4", "--eval-every", "6",
+            "--dtype", "float32", "--no-progress", *extra]
+
+
+def _environment(devices: int) -> dict:
+    return os.environ | {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _two_processes(data, workdir, *extra):
+    port = _free_port()
+    logs = [open(f"{workdir}.process{i}.log", "w") for i in range(2)]
+    processes = [subprocess.Popen(_command(data, workdir, "--distributed", "--coordinator", f"127.0.0.1:{port}",
+                                           "--num-processes", "2", "--process-id", str(i), *extra),
+                                  stdout=logs[i], stderr=subprocess.STDOUT, env=_environment(1))
+                 for i in range(2)]
+    codes = [process.wait(timeout=300) for process in processes]
+    for log in logs:
+        log.close()
+    assert codes == [0, 0], open(f"{workdir}.process{codes.index(max(codes))}.log").read()[-3000:]
+
+
+def _metrics(workdir):
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in read_metrics(str(workdir))]
+
+
+@pytest.fixture(scope="module")
+def two_hosts(prepared, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("hosts") / "run"
+    _two_processes(prepared, workdir)
+    return workdir
+
+
+def test_two_processes_equal_one_process_with_two_devices(prepared, two_hosts, tmp_path):
+    one = tmp_path / "one"
+    result = subprocess.run(_command(prepared, one), capture_output=True, text=True, timeout=300,
+                            env=_environment(2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = _metrics(two_hosts)
+    assert [m["step"] for m in metrics if m["split"] == "eval"] == [6, 12]
+    assert len([m for m in metrics if m["split"] == "train"]) == STEPS
+    assert metrics == _metrics(one)
+    # one writer of the metrics; a loader state for each process in every checkpoint
+    assert len((two_hosts / "metrics.jsonl").read_text().splitlines()) == STEPS + 2
+    assert sorted(os.listdir(two_hosts / "checkpoints" / "12" / "data")) == [
+        "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+    assert json.loads((two_hosts / "config.json").read_text())["model_config"]["hidden_size"] == 32
+
+
+def test_two_processes_resume_to_the_bit(prepared, two_hosts, tmp_path):
+    """As if both were killed after step 4's checkpoint: the resumed run logs
+    steps 5 to 12 again, and they equal the uninterrupted run's."""
+    resumed = tmp_path / "resumed"
+    shutil.copytree(two_hosts, resumed)
+    for step in ("8", "12"):
+        shutil.rmtree(resumed / "checkpoints" / step)
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text("\n".join(lines[:4]) + "\n")  # steps 1-4
+    _two_processes(prepared, resumed, "--resume")
+    assert _metrics(resumed) == _metrics(two_hosts)
+    assert len((resumed / "metrics.jsonl").read_text().splitlines()) == STEPS + 2
