@@ -6,6 +6,7 @@ import bz2
 import json
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -72,3 +73,22 @@ def corpus_extract(tmp_path_factory) -> tuple[pathlib.Path, dict, dict[str, Docu
     output = tmp_path_factory.mktemp("extract")
     summary = run_extract([str(WIKI), str(BOOKS)], output)
     return output, summary, load_documents(output, summary)
+
+
+@pytest.fixture(scope="session")
+def pretrain_data(tmp_path_factory) -> pathlib.Path:
+    """A small prepared directory for pretraining runs: length 64, half held out for eval."""
+    output = tmp_path_factory.mktemp("pretrain-data")
+    inputs = [BOOKS / "botchan.txt", BOOKS / "blake-poems.txt", WIKI / "enwiki-table-markup.xml.bz2"]
+    assert cli.main(["prepare", *map(str, inputs), "--output", str(output), "--spm-model", str(ALBERT_MODEL),
+                     "--max-seq-length", "64", "--max-predictions-per-seq", "10", "--dupe-factor", "1",
+                     "--eval-fraction", "0.5", "--num-shards", "2"]) == 0
+    return output
+
+
+def pretrain_command(data, workdir, *extra: str, steps: int, eval_every: int = 1000) -> list[str]:
+    """A tiny fp32 CPU pretraining run: logs every step, checkpoints every 4."""
+    return [sys.executable, "-m", "pipelines.cli", "pretrain", "--config", "tiny", "--data", str(data),
+            "--workdir", str(workdir), "--steps", str(steps), "--batch-size", "8", "--learning-rate", "0.01",
+            "--warmup-steps", "5", "--log-every", "1", "--checkpoint-every", "4", "--eval-every", str(eval_every),
+            "--dtype", "float32", "--no-progress", *extra]

@@ -10,33 +10,23 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 
 import pytest
-from conftest import ALBERT_MODEL, BOOKS, WIKI
+from conftest import pretrain_command
 
 from model.pretrain import read_metrics
-from pipelines import cli
 
 STEPS = 12
 TIMING = ("steps_per_second", "tokens_per_second", "mfu")
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    output = tmp_path_factory.mktemp("prepared")
-    inputs = [BOOKS / "botchan.txt", BOOKS / "blake-poems.txt", WIKI / "enwiki-table-markup.xml.bz2"]
-    assert cli.main(["prepare", *map(str, inputs), "--output", str(output), "--spm-model", str(ALBERT_MODEL),
-                     "--max-seq-length", "64", "--max-predictions-per-seq", "10", "--dupe-factor", "1",
-                     "--eval-fraction", "0.5", "--num-shards", "2"]) == 0
-    return output
+def prepared(pretrain_data):
+    return pretrain_data
 
 
 def _command(data, workdir, *extra):
-    return [sys.executable, "-m", "pipelines.cli", "pretrain", "--config", "tiny", "--data", str(data),
-            "--workdir", str(workdir), "--steps", str(STEPS), "--batch-size", "8", "--learning-rate", "0.01",
-            "--warmup-steps", "5", "--log-every", "1", "--checkpoint-every", "4", "--eval-every", "6",
-            "--dtype", "float32", "--no-progress", *extra]
+    return pretrain_command(data, workdir, *extra, steps=STEPS, eval_every=6)
 
 
 def _environment(devices: int) -> dict:
