@@ -1,13 +1,17 @@
 """ALBERT train-step speed: our Flax model against transformers + torch.compile.
 
 For each config and sequence length: sequences/s, tokens/s and MFU of one
-train step (forward, backward, optimizer update) of our Flax ALBERT (bf16
-compute, fp32 parameters, jit) and, in the same run, of transformers'
-PyTorch AlbertForPreTraining compiled with torch.compile under bf16
-autocast, the peer a user would pick today. Both see the same random
-batches of real shape (20 masked positions a sequence). MFU uses the
-analytic FLOPs of model/flops.py for both (applied parameters, MLM head at
-the masked positions) over --peak-tflops.
+train step (forward, backward, optimizer update) of our Flax ALBERT, the
+very step `albertprep pretrain` runs (model/train.py: bf16 compute, fp32
+parameters, ALBERT's LAMB, jit over all devices; the impl column names the
+attention it got), and, in the same run, of transformers' PyTorch
+AlbertForPreTraining compiled with torch.compile under bf16 autocast (with
+AdamW, as elementwise as LAMB), the peer a user would pick today. Both see
+the same random batches of real shape (20 masked positions a sequence).
+MFU uses the analytic FLOPs of model/flops.py for both (applied parameters,
+MLM head at the masked positions) over --peak-tflops.
+
+On a GPU machine, JAX needs its CUDA build: `pip install -U "jax[cuda12]"`.
 
     python benchmarks/model.py --configs base,large --seq-lens 128,512 --batch 64
     python benchmarks/model.py --configs tiny --seq-lens 128 --batch 8 --steps 3   # a CPU smoke run
@@ -19,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 # Run as a script, this file's folder comes first on sys.path, and its own
 # name would shadow the project's `model` package.
@@ -27,12 +32,13 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
-from model.albert import AlbertForPreTraining, init_params  # noqa: E402
+from model.albert import AlbertForPreTraining  # noqa: E402
 from model.config import get_config  # noqa: E402
 from model.flops import train_step_flops  # noqa: E402
+from model.optim import OptimizerConfig, applied_schedule, make_optimizer  # noqa: E402
 from model.pretrain import PEAK_TFLOPS  # noqa: E402
+from model.train import batch_sharding, init_state, make_mesh, make_train_step  # noqa: E402
 
 PREDICTIONS = 20
 
@@ -61,33 +67,29 @@ def _time(step, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def flax_step_seconds(config, batch: dict, steps: int) -> float:
-    model = AlbertForPreTraining(config, dtype=jnp.bfloat16)
-    params = init_params(config, jax.random.key(0))
-    optimizer = optax.lamb(1e-4, weight_decay=0.01)
-    opt_state = optimizer.init(params)
-
-    def loss_fn(params, batch):
-        mlm_bpv, sop_b2 = model.apply({"params": params}, batch["input_ids"], batch["input_mask"],
-                                      batch["segment_ids"], batch["masked_lm_positions"])
-        mlm = optax.softmax_cross_entropy_with_integer_labels(mlm_bpv, batch["masked_lm_ids"])
-        mlm = (mlm * batch["masked_lm_weights"]).sum() / jnp.maximum(batch["masked_lm_weights"].sum(), 1.0)
-        return mlm + optax.softmax_cross_entropy_with_integer_labels(sop_b2, batch["sentence_order_label"]).mean()
-
-    @jax.jit
-    def train_step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    device_batch = jax.device_put(batch)
-    state = [params, opt_state]
+def flax_step_seconds(config, batch: dict, steps: int, remat: bool = False) -> tuple[float, str]:
+    """The train step `albertprep pretrain` runs (model/train.py, ALBERT's LAMB, bf16
+    compute, jit over all devices); returns its seconds and the attention used."""
+    model = AlbertForPreTraining(config, dtype=jnp.bfloat16, remat=remat)
+    optimizer_config = OptimizerConfig(warmup_steps=10, total_steps=10_000)
+    optimizer = make_optimizer(optimizer_config)
+    mesh = make_mesh()
+    state, shardings = init_state(model, optimizer, jax.random.key(0), mesh)
+    train_step = make_train_step(model, optimizer, applied_schedule(optimizer_config), shardings, mesh, seed=0)
+    device_batch = jax.device_put(batch, batch_sharding(mesh))
+    holder = [state]
 
     def step():
-        state[0], state[1], loss = train_step(state[0], state[1], device_batch)
-        loss.block_until_ready()
+        holder[0], metrics = train_step(holder[0], device_batch)
+        metrics["loss"].block_until_ready()
 
-    return _time(step, steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step()  # traces: attend() chooses here
+    fell_back = any("cuDNN attention unavailable" in str(w.message) for w in caught)
+    on_gpu = jax.default_backend() == "gpu"
+    attention = "xla (cuDNN refused)" if fell_back else ("cudnn" if on_gpu else "xla")
+    return _time(step, steps), attention
 
 
 def torch_step_seconds(config, batch: dict, steps: int) -> float:
@@ -131,24 +133,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of one device")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
     args = parser.parse_args()
     device = jax.devices()[0]
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS if k in device.device_kind), None)
     print(f"device: {device.device_kind} x {jax.device_count()}; peak {peak or '?'} TFLOP/s bf16; "
           f"batch {args.batch}, {args.steps} timed steps")
-    print(f"{'config':>7} {'len':>4} {'impl':>14} {'seq/s':>9} {'tokens/s':>11} {'MFU':>6} {'vs torch':>8}")
+    print(f"{'config':>7} {'len':>4} {'impl':>20} {'seq/s':>9} {'tokens/s':>11} {'MFU':>6} {'vs torch':>8}")
     for name in args.configs.split(","):
         config = get_config(name)
         for seq_len in map(int, args.seq_lens.split(",")):
             batch = _batch(config, args.batch, seq_len)
             flops = train_step_flops(config, seq_len, PREDICTIONS) * args.batch
-            results = {"flax": flax_step_seconds(config, batch, args.steps)}
+            seconds, attention = flax_step_seconds(config, batch, args.steps, args.remat)
+            results = {f"flax/{attention}": seconds}
             if not args.no_torch:
                 results["torch.compile"] = torch_step_seconds(config, batch, args.steps)
             for impl, seconds in results.items():
                 mfu = f"{flops / seconds / (peak * 1e12):6.1%}" if peak else "     ?"
-                ratio = results.get("torch.compile", 0) / seconds if impl == "flax" and len(results) > 1 else None
-                print(f"{name:>7} {seq_len:>4} {impl:>14} {args.batch / seconds:9.1f} "
+                ratio = (results["torch.compile"] / seconds
+                         if impl.startswith("flax") and "torch.compile" in results else None)
+                print(f"{name:>7} {seq_len:>4} {impl:>20} {args.batch / seconds:9.1f} "
                       f"{args.batch * seq_len / seconds:11.0f} {mfu} {f'{ratio:.2f}x' if ratio else '':>8}")
 
 

@@ -12,6 +12,8 @@ accelerators); logits come out in fp32.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -27,6 +29,29 @@ def gelu_new(x):
 def _dense(config: AlbertConfig, features: int, dtype: jnp.dtype, name: str) -> nn.Dense:
     """Every dense layer of ALBERT: normal(initializer_range) kernels, zero biases."""
     return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.normal(config.initializer_range), name=name)
+
+
+def attend(q_btnh, k_btnh, v_btnh, key_mask_bt, implementation: str | None = None):
+    """Softmax attention over the unmasked keys: cuDNN's fused flash attention
+    on a GPU in half precision, XLA's elsewhere (`implementation` forces one).
+
+    jax.nn.dot_product_attention takes XLA unless told otherwise, so the
+    choice is made here. cuDNN is given the padding as key lengths, which is
+    the same mask because ALBERT pads only at the end (the CPU tests check the
+    two agree). Where cuDNN refuses at trace time (an older GPU or cuDNN, a
+    head size beyond its limit), XLA serves, with a warning.
+    """
+    if implementation is None:
+        on_gpu = jax.default_backend() == "gpu" and q_btnh.dtype in (jnp.bfloat16, jnp.float16)
+        implementation = "cudnn" if on_gpu else "xla"
+    if implementation == "cudnn":
+        try:
+            return jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, implementation="cudnn",
+                                                key_value_seq_lengths=key_mask_bt.sum(-1, dtype=jnp.int32))
+        except (NotImplementedError, RuntimeError, ValueError) as error:
+            warnings.warn(f"cuDNN attention unavailable ({error}); using XLA's", stacklevel=2)
+    return jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, mask=key_mask_bt[:, None, None, :],
+                                        implementation="xla")
 
 
 class Embeddings(nn.Module):
@@ -63,8 +88,7 @@ class Attention(nn.Module):
                                   for n in ("query", "key", "value"))
         if c.attention_probs_dropout_prob and not deterministic:
             raise NotImplementedError("attention dropout (ALBERT v1) is not supported: v2 models use none")
-        # cuDNN's fused kernel on GPU when the dtype allows, XLA's elsewhere
-        context_btnh = jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, mask=key_mask_bt[:, None, None, :])
+        context_btnh = attend(q_btnh, k_btnh, v_btnh, key_mask_bt)
         out_btd = _dense(c, c.hidden_size, self.dtype, "dense")(context_btnh.reshape(b, t, c.hidden_size))
         out_btd = nn.Dropout(c.hidden_dropout_prob)(out_btd, deterministic=deterministic)
         return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x_btd + out_btd)

@@ -1,5 +1,7 @@
 """Flax ALBERT against transformers' AlbertForPreTraining, on real tokens."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from conftest import ALBERT_MODEL, BOOKS
 
 from model import convert
-from model.albert import AlbertForPreTraining, init_params
+from model.albert import AlbertForPreTraining, attend, init_params
 from model.config import get_config
 from model.flops import forward_flops
 from pipelines.books import decode, parse_book
@@ -149,3 +151,27 @@ def test_bf16_compute_keeps_fp32_params_and_logits(real_batch):
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
     hf_mlm, _ = _hf_logits(hf, real_batch)
     np.testing.assert_allclose(np.asarray(mlm), hf_mlm, atol=0.05)  # bf16: close, not equal
+
+
+def test_the_key_lengths_cudnn_is_given_mask_what_the_padding_mask_does(real_batch):
+    """On a GPU, attention goes to cuDNN with the padding as key lengths; that
+    is the same mask for ALBERT's end padding (the real batch has some).
+    cuDNN itself needs a GPU: here XLA evaluates both formulations."""
+    mask_bt = jnp.asarray(real_batch["input_mask"], bool)
+    assert not mask_bt.all()  # there is padding to mask
+    b, t = mask_bt.shape
+    q_btnh, k_btnh, v_btnh = jax.random.normal(jax.random.key(0), (3, b, t, 4, 8))
+    with_mask = attend(q_btnh, k_btnh, v_btnh, mask_bt, implementation="xla")
+    with_lengths = jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, implementation="xla",
+                                                key_value_seq_lengths=mask_bt.sum(-1, dtype=jnp.int32))
+    np.testing.assert_allclose(np.asarray(with_lengths), np.asarray(with_mask), atol=1e-6)
+    unmasked = attend(q_btnh, k_btnh, v_btnh, jnp.ones_like(mask_bt), implementation="xla")
+    assert np.abs(np.asarray(unmasked) - np.asarray(with_mask)).max() > 0.1  # the mask matters
+    # on the CPU, bf16 goes straight to XLA: no cuDNN attempt and so no fallback warning
+    half = [x.astype(jnp.bfloat16) for x in (q_btnh, k_btnh, v_btnh)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attend(*half, mask_bt)
+    with pytest.warns(UserWarning, match="cuDNN attention unavailable"):
+        forced = attend(*half, mask_bt, implementation="cudnn")  # refused here, so XLA serves
+    np.testing.assert_allclose(np.asarray(forced, np.float32), np.asarray(with_mask), atol=0.05)
