@@ -33,7 +33,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.albert import AlbertForPreTraining  # noqa: E402
+from model.albert import CUDNN_REFUSED, AlbertForPreTraining  # noqa: E402
 from model.config import get_config  # noqa: E402
 from model.flops import train_step_flops  # noqa: E402
 from model.optim import OptimizerConfig, applied_schedule, make_optimizer  # noqa: E402
@@ -86,7 +86,7 @@ def flax_step_seconds(config, batch: dict, steps: int, remat: bool = False) -> t
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         step()  # traces: attend() chooses here
-    fell_back = any("cuDNN attention unavailable" in str(w.message) for w in caught)
+    fell_back = any(CUDNN_REFUSED in str(w.message) for w in caught)
     on_gpu = jax.default_backend() == "gpu"
     attention = "xla (cuDNN refused)" if fell_back else ("cudnn" if on_gpu else "xla")
     return _time(step, steps), attention

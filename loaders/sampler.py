@@ -80,5 +80,7 @@ class EpochSampler(grain.IndexSampler):
         return grain.RecordMetadata(index=index, record_key=record_key, rng=rng)
 
     def __repr__(self) -> str:  # Grain compares it with the one in a restored state
-        return (f"EpochSampler({super().__repr__()}, masking_seed={self._masking_seed}, "
-                f"process_count={self._process_count}, batch_block={self._batch_block})")
+        mapping = ""  # the identity, as states saved before the mapping existed assume
+        if self._process_count > 1 and self._batch_block > 1:
+            mapping = f", process_count={self._process_count}, batch_block={self._batch_block}"
+        return f"EpochSampler({super().__repr__()}, masking_seed={self._masking_seed}{mapping})"

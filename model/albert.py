@@ -31,7 +31,11 @@ def _dense(config: AlbertConfig, features: int, dtype: jnp.dtype, name: str) -> 
     return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.normal(config.initializer_range), name=name)
 
 
-def attend(q_btnh, k_btnh, v_btnh, key_mask_bt, implementation: str | None = None):
+CUDNN_REFUSED = "cuDNN attention unavailable"  # the fallback warning's text; the benchmark looks for it
+
+
+def attend(q_btnh: jax.Array, k_btnh: jax.Array, v_btnh: jax.Array, key_mask_bt: jax.Array,
+           implementation: str | None = None) -> jax.Array:
     """Softmax attention over the unmasked keys: cuDNN's fused flash attention
     on a GPU in half precision, XLA's elsewhere (`implementation` forces one).
 
@@ -49,7 +53,7 @@ def attend(q_btnh, k_btnh, v_btnh, key_mask_bt, implementation: str | None = Non
             return jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, implementation="cudnn",
                                                 key_value_seq_lengths=key_mask_bt.sum(-1, dtype=jnp.int32))
         except (NotImplementedError, RuntimeError, ValueError) as error:
-            warnings.warn(f"cuDNN attention unavailable ({error}); using XLA's", stacklevel=2)
+            warnings.warn(f"{CUDNN_REFUSED} ({error}); using XLA's", stacklevel=2)
     return jax.nn.dot_product_attention(q_btnh, k_btnh, v_btnh, mask=key_mask_bt[:, None, None, :],
                                         implementation="xla")
 

@@ -45,7 +45,7 @@ def _import(values: Mapping, params_template: Mapping, name_of, source: str) -> 
     for path, template in traverse_util.flatten_dict(params_template).items():
         name, transpose = name_of(path)
         if name not in values:
-            raise KeyError(f"the {source} has no {name} (for {'/'.join(path)})")
+            raise ValueError(f"the {source} has no {name} (for {'/'.join(path)})")
         value = values[name]
         value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, np.float32)
         value = value.T if transpose else value
@@ -207,14 +207,14 @@ def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
     import jax
 
     from model.albert import init_params
-    from model.tfcheckpoint import TFCheckpoint
+    from model.tfcheckpoint import CheckpointError, TFCheckpoint
 
     checkpoint = TFCheckpoint(path)
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     names = [_tf_name(leaf_path)[0] for leaf_path in traverse_util.flatten_dict(template)]
     missing = [name for name in names if name not in checkpoint.entries]
     if missing:
-        raise KeyError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of this "
+        raise CheckpointError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of this "
                        f"config, e.g. {missing[0]}: another config or not an ALBERT checkpoint?")
     return from_tf_variables(checkpoint.read_all(names), template)
 
@@ -236,18 +236,31 @@ def config_from_albert_json(albert_config: Mapping) -> AlbertConfig:
 
 
 def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
-    """The params of an `albertprep pretrain` workdir's checkpoint (the latest, or `step`)."""
+    """The params of an `albertprep pretrain` workdir's checkpoint (the latest, or `step`).
+
+    Restored whole onto this process's first device, whatever topology saved
+    it (FSDP, several hosts): the target is built from the checkpoint's own
+    shapes and dtypes, since orbax would otherwise insist on the saving mesh.
+    """
+    import grain.python as grain
+    import jax
     import orbax.checkpoint as ocp
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = AlbertConfig(**json.load(f)["model_config"])
-    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                    item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                                   "data": grain.PyGrainCheckpointHandler()})  # unread: quiets orbax
     try:
         step = manager.latest_step() if step is None else step
         if step is None or step not in manager.all_steps():
             raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint at step {step} "
                                     f"(saved: {list(manager.all_steps()) or 'none'})")
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+        saved = manager.item_metadata(step)["state"]
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=here),
+                                        getattr(saved, "tree", saved))
+        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
     finally:
         manager.close()
     return _to_numpy(state["params"]), config
@@ -275,7 +288,11 @@ def load_weights(path: str, config: AlbertConfig | None = None, step: int | None
             described = json.load(f)
         if "model_config" in described:
             return _run_weights(path, step)
+        if step is not None:
+            raise ValueError(f"{path} is a transformers directory: it has no steps to choose from")
         return load_pretrained(path)
+    if step is not None:
+        raise ValueError(f"{path} is not an albertprep pretrain workdir: it has no steps to choose from")
     from model.tfcheckpoint import TFCheckpoint
 
     checkpoint = TFCheckpoint(path)

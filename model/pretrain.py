@@ -23,10 +23,11 @@ import orbax.checkpoint as ocp
 
 from loaders import AlbertLoader, LoaderConfig, PreparedDataset
 from model.albert import AlbertForPreTraining
-from model.config import get_config
+from model.config import AlbertConfig, get_config
 from model.flops import train_step_flops
 from model.optim import OptimizerConfig, applied_schedule, make_optimizer
 from model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
+from pipelines import atomic
 
 _LOG = logging.getLogger(__name__)
 # bf16 dense peak per device, TFLOP/s, matched against jax's device_kind,
@@ -45,7 +46,7 @@ class PretrainError(ValueError):
 class PretrainConfig:
     data: str
     workdir: str
-    model: str = "base"
+    model: str | None = None  # a config name; None: base, or the resumed run's
     batch_size: int = 4096  # global, over all processes (ALBERT's)
     steps: int = 125_000
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -134,37 +135,69 @@ def _evaluate(config: PretrainConfig, eval_step, params, mesh) -> dict | None:
     return result | {"mlm_predictions": totals["mlm_predictions"], "instances": batches_read * config.batch_size}
 
 
+def _model(config: PretrainConfig, resuming: bool, vocab_size: int,
+           seq_len: int) -> tuple[PretrainConfig, AlbertConfig, dict | None]:
+    """The run's config with its model named, the model's config, and the
+    parameters to start from (None: from the seed, or from the checkpoint).
+
+    A resumed run keeps the model it saved in config.json, so neither
+    --config nor --init-from need repeating; a --config naming another model
+    is refused. A new run takes --init-from's weights and their config, or
+    the named config (base by default) sized to the data's vocabulary.
+    """
+    saved_path = os.path.join(config.workdir, "config.json")
+    if resuming and os.path.exists(saved_path):
+        with open(saved_path) as f:
+            saved = json.load(f)
+        if config.model not in (None, saved["model"]):
+            raise PretrainError(f"{config.workdir} holds a run of model {saved['model']!r}; "
+                                f"--config {config.model} cannot resume it")
+        return (dataclasses.replace(config, model=saved["model"], init_from=saved.get("init_from")),
+                AlbertConfig(**saved["model_config"]), None)
+    config = dataclasses.replace(config, model=config.model or "base")
+    if not config.init_from:
+        return config, get_config(config.model, vocab_size=vocab_size, max_position_embeddings=max(
+            seq_len, get_config(config.model).max_position_embeddings)), None
+    from model.convert import load_weights
+
+    try:
+        params, model_config = load_weights(config.init_from, get_config(config.model))
+    except (OSError, KeyError, ValueError) as error:
+        raise PretrainError(f"--init-from {config.init_from}: {error}") from error
+    if model_config.vocab_size != vocab_size or model_config.max_position_embeddings < seq_len:
+        raise PretrainError(f"--init-from {config.init_from}: vocabulary {model_config.vocab_size} and "
+                            f"{model_config.max_position_embeddings} positions; the data needs vocabulary "
+                            f"{vocab_size} and {seq_len} positions")
+    if model_config.attention_probs_dropout_prob:
+        raise PretrainError(f"--init-from {config.init_from}: attention dropout "
+                            f"{model_config.attention_probs_dropout_prob} (an ALBERT v1 config); this model "
+                            "trains without it, as ALBERT v2 does")
+    _LOG.info("initialised from %s", config.init_from)
+    return config, model_config, params
+
+
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     """Runs to config.steps; returns the last logged train and eval metrics."""
     os.makedirs(config.workdir, exist_ok=True)
     train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
     vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
     seq_len = train_data.layout.max_seq_length
-    initial_params = None
-    if config.init_from:  # read on resumption too: its config is the model's
-        from model.convert import load_weights
-
-        try:
-            initial_params, model_config = load_weights(config.init_from, get_config(config.model))
-        except (OSError, KeyError, ValueError) as error:
-            raise PretrainError(f"--init-from {config.init_from}: {error}") from error
-        if model_config.vocab_size != vocab_size or model_config.max_position_embeddings < seq_len:
-            raise PretrainError(f"--init-from {config.init_from}: vocabulary {model_config.vocab_size} and "
-                             f"{model_config.max_position_embeddings} positions; the data needs vocabulary "
-                             f"{vocab_size} and {seq_len} positions")
-        if resume and _has_checkpoints(config.workdir):
-            initial_params = None  # the checkpoint's state wins
-        else:
-            _LOG.info("initialised from %s", config.init_from)
-    else:
-        model_config = get_config(config.model, vocab_size=vocab_size, max_position_embeddings=max(
-            seq_len, get_config(config.model).max_position_embeddings))
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(config.workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
+                                             enable_async_checkpointing=True))
+    latest = manager.latest_step()
+    if latest is not None and not resume:
+        raise FileExistsError(f"{config.workdir} has checkpoints up to step {latest}; "
+                              "pass --resume to continue or use another workdir")
+    resuming = latest is not None
+    config, model_config, initial_params = _model(config, resuming, vocab_size, seq_len)
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)
     schedule = applied_schedule(config.optimizer)
     mesh = make_mesh()
     if config.batch_size % (jax.process_count() * jax.local_device_count()):
-        raise ValueError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
+        raise PretrainError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
     state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp, initial_params)
     train_step = make_train_step(model, optimizer, schedule, shardings, mesh, config.seed)
     eval_step = make_eval_step(model, shardings, mesh)
@@ -173,24 +206,17 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
                                                    worker_count=config.worker_count),
                           sharding=batch_sharding(mesh))
     batches = iter(loader)
-    manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(config.workdir, "checkpoints")),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                             enable_async_checkpointing=True))
     start = 0
-    if resume and manager.latest_step() is not None:
-        start = manager.latest_step()
+    if resuming:
+        start = latest
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         restored = manager.restore(start, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), data=grain.PyGrainCheckpointRestore(batches)))
         state = restored.state
         _LOG.info("resumed at step %d", start)
-    elif manager.latest_step() is not None:
-        raise FileExistsError(f"{config.workdir} has checkpoints up to step {manager.latest_step()}; "
-                              "pass --resume to continue or use another workdir")
     primary = jax.process_index() == 0
-    if primary:
-        with open(os.path.join(config.workdir, "config.json"), "w") as f:
+    if primary:  # atomically: the other processes of a resumed run read it
+        with atomic.local_path(os.path.join(config.workdir, "config.json")) as temporary, open(temporary, "w") as f:
             json.dump(dataclasses.asdict(config) | {"model_config": dataclasses.asdict(model_config)}, f, indent=2)
 
     flops_per_step = train_step_flops(model_config, seq_len, train_data.layout.max_predictions_per_seq) \
@@ -240,11 +266,6 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
         if progress is not None:
             progress.close()
     return {"train": last_train, "eval": last_eval, "steps": config.steps}
-
-
-def _has_checkpoints(workdir: str) -> bool:
-    directory = os.path.join(workdir, "checkpoints")
-    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def read_metrics(workdir: str) -> list[dict]:

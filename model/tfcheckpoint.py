@@ -117,15 +117,16 @@ def _shape(message: bytes) -> tuple[int, ...]:
 
 def _entry(name: str, message: bytes) -> TensorEntry:
     """BundleEntryProto: dtype 1, shape 2, shard_id 3, offset 4, size 5, crc32c 6, slices 7."""
-    values = {1: 0, 2: b"", 3: 0, 4: 0, 5: 0, 6: 0}
+    by_number = {1: 0, 2: b"", 3: 0, 4: 0, 5: 0, 6: 0}
     sliced = False
     for number, value in _fields(message):
         if number == 7:
             sliced = True
         else:
-            values[number] = value
-    return TensorEntry(name=name, dtype=_DTYPES.get(values[1]), type_code=values[1], shape=_shape(values[2]),
-                       shard=values[3], offset=values[4], size=values[5], masked_crc=values[6], sliced=sliced)
+            by_number[number] = value
+    return TensorEntry(name=name, dtype=_DTYPES.get(by_number[1]), type_code=by_number[1],
+                       shape=_shape(by_number[2]), shard=by_number[3], offset=by_number[4], size=by_number[5],
+                       masked_crc=by_number[6], sliced=sliced)
 
 
 # --- the sorted table --------------------------------------------------------------
@@ -153,8 +154,8 @@ def _block(table: bytes, handle: tuple[int, int], path: str) -> bytes:
 
 
 def _block_entries(contents: bytes) -> Iterator[tuple[bytes, bytes]]:
-    restarts = int.from_bytes(contents[-4:], "little")
-    end = len(contents) - 4 * (restarts + 1)
+    restart_count = int.from_bytes(contents[-4:], "little")
+    end = len(contents) - 4 * (restart_count + 1)  # entries are read in order: no need for the restarts
     key = b""
     position = 0
     while position < end:
@@ -175,8 +176,11 @@ def _table_entries(path: str) -> Iterator[tuple[bytes, bytes]]:
     footer = table[-_FOOTER_BYTES:]
     _, position = _handle(footer, 0)  # the metaindex: nothing in it we need
     index_handle, _ = _handle(footer, position)
-    for _, data_handle in _block_entries(_block(table, index_handle, path)):
-        yield from _block_entries(_block(table, _handle(data_handle, 0)[0], path))
+    try:
+        for _, data_handle in _block_entries(_block(table, index_handle, path)):
+            yield from _block_entries(_block(table, _handle(data_handle, 0)[0], path))
+    except IndexError as error:  # a damaged footer (it has no CRC) points into the wrong bytes
+        raise CheckpointError(f"{path}: malformed table ({error})") from None
 
 
 # --- the bundle -----------------------------------------------------------------------
@@ -185,7 +189,9 @@ def checkpoint_prefix(path: str) -> str:
     """The bundle prefix of `path`: a prefix, its `.index` file, or a directory holding one checkpoint.
 
     A directory is resolved as TensorFlow does, through its `checkpoint`
-    file's `model_checkpoint_path`, or else by its only `.index` file.
+    file's `model_checkpoint_path` (taken by its base name inside the
+    directory when the recorded path, often another machine's, is not
+    there), or else by its only `.index` file.
     """
     path = os.fspath(path)
     if path.endswith(".index"):
@@ -197,8 +203,10 @@ def checkpoint_prefix(path: str) -> str:
                 for line in file:
                     key, _, value = line.partition(":")
                     if key.strip() == "model_checkpoint_path":
-                        latest = value.strip().strip('"')
-                        return latest if os.path.isabs(latest) else os.path.join(path, latest)
+                        recorded = value.strip().strip('"')
+                        for candidate in (os.path.join(path, recorded), os.path.join(path, os.path.basename(recorded))):
+                            if os.path.exists(candidate + ".index"):
+                                return candidate
         indexes = sorted(name for name in os.listdir(path) if name.endswith(".index"))
         if len(indexes) != 1:
             raise CheckpointError(f"{path}: expected one checkpoint (*.index) or a `checkpoint` file, "
@@ -253,12 +261,12 @@ class TFCheckpoint:
         try:
             with open(data_path, "rb") as file:
                 file.seek(entry.offset)
-                got = file.readinto(buffer)
+                bytes_read = file.readinto(buffer)
         except FileNotFoundError:
             raise CheckpointError(f"{data_path}: missing (the shard that holds {name!r})") from None
-        if got != entry.size:
+        if bytes_read != entry.size:
             raise CheckpointError(f"{data_path}: {name!r} at byte {entry.offset} needs {entry.size} bytes, "
-                                  f"the file holds {got}: truncated")
+                                  f"the file holds {bytes_read}: truncated")
         if verify and masked_crc(crc32c(buffer)) != entry.masked_crc:
             raise CheckpointError(f"{data_path}: {name!r} at byte {entry.offset} fails its CRC-32C: "
                                   f"the file is damaged")

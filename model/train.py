@@ -56,8 +56,15 @@ def loss_and_metrics(model: AlbertForPreTraining, params, batch: Batch, dropout_
     return mlm_loss + sop_loss, metrics
 
 
-def make_mesh(devices=None) -> Mesh:
-    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
+def make_mesh(devices: list | None = None) -> Mesh:
+    """One "data" axis over the devices, each process's devices together and
+    in process order: the loader's rows of a global batch (process p holds
+    the p-th block) land where make_array_from_process_local_data puts them."""
+    devices = list(devices if devices is not None else jax.devices())
+    processes = [device.process_index for device in devices]
+    if processes != sorted(processes):
+        devices.sort(key=lambda device: device.process_index)  # stable: keeps each process's own order
+    return Mesh(np.asarray(devices), ("data",))
 
 
 def _fsdp_spec(shape: tuple[int, ...], devices: int) -> PartitionSpec:

@@ -115,6 +115,9 @@ def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if any(value is not None for value in explicit) and not args.distributed:
+        raise jobs.JobError("--coordinator, --num-processes and --process-id need --distributed")
     if args.distributed:  # before any other JAX call: joins this process to the others
         import jax
 
@@ -256,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_export_tfrecord)
 
     p = commands.add_parser("pretrain", help="pretrain ALBERT on prepared shards (resumable to the bit)")
-    p.add_argument("--config", default="base", help="tiny, base, large, xlarge or xxlarge")
+    p.add_argument("--config", default=None,
+                   help="tiny, mini, base, large, xlarge or xxlarge (default: base; a resumed run keeps its own)")
     p.add_argument("--data", required=True, help="a directory written by albertprep prepare")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, tensorboard/")
     p.add_argument("--resume", action="store_true", help="continue from the workdir's last checkpoint")
@@ -299,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source")
     p.add_argument("--output", required=True, help="directory for model.safetensors and config.json")
     p.add_argument("--config", default=None,
-                   help="architecture of a TF checkpoint that has no albert_config.json beside it (e.g. base)")
-    p.add_argument("--step", type=int, default=None, help="a workdir's checkpoint at this step (default: latest)")
+                   help="architecture of a TF checkpoint that has no albert_config.json beside it (e.g. base); "
+                        "other sources carry their own")
+    p.add_argument("--step", type=int, default=None,
+                   help="a pretrain workdir's checkpoint at this step (default: its latest)")
     p.set_defaults(run=_convert)
 
     p = commands.add_parser("report", help="Markdown report with plots of the data and the training run")

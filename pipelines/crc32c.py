@@ -4,7 +4,7 @@ Pure Python and NumPy, so that writing TFRecords and reading TF checkpoints
 need neither TensorFlow nor a compiled CRC package. Three paths:
 `crc32c` for one short message, `crc32c_many` for a batch of records, and
 `crc32c` of a long buffer (a checkpoint's tensor), which is cut into
-chunks, checksummed as a batch and stitched back together by `_combine`.
+chunks, checksummed as a batch and stitched back together (`_zeros`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def crc32c(data: bytes | memoryview) -> int:
     through `crc32c_many` in chunks (a 50 MB tensor in about 0.4 s,
     where a byte at a time takes 3.5 s).
     """
+    data = memoryview(data).cast("B")
     if len(data) >= _LONG:
-        return _crc32c_long(memoryview(data).cast("B"))
+        return _crc32c_long(data)
     crc = _UINT32
     table = _TABLE
     for byte in data:
@@ -153,6 +154,7 @@ def _zeros(length: int) -> tuple[int, ...]:
 
 
 def _crc32c_long(data: memoryview) -> int:
+    """Batches of equal chunks through `crc32c_many`, folded left to right."""
     crc = None
     for batch_start in range(0, len(data), _CHUNK * _CHUNKS_AT_ONCE):
         batch_end = min(batch_start + _CHUNK * _CHUNKS_AT_ONCE, len(data))

@@ -94,6 +94,20 @@ def test_exported_weights_restart_a_run_where_it_ended(prepared, straight, tmp_p
     assert {k: restarted[k] for k in keys} == {k: ended[k] for k in keys}
     first_of_straight = [m for m in read_metrics(str(straight)) if m["split"] == "train"][0]
     assert _losses(workdir)[0]["loss"] < first_of_straight["loss"] - 0.3  # not a fresh model
+    # resumed without --config or --init-from: the run keeps its model and weights
+    flags = command[3:]
+    for flag in ("--config", "--init-from"):
+        del flags[flags.index(flag):flags.index(flag) + 2]
+    flags[flags.index("--steps") + 1] = "2"
+    _run(command[:3] + flags + ["--resume"])
+    resumed = [m for m in read_metrics(str(workdir)) if m["split"] == "eval"][-1]
+    assert resumed["step"] == 2 and {k: resumed[k] for k in keys} == {k: ended[k] for k in keys}
+
+
+def test_resuming_with_another_model_is_refused(prepared, straight, capsys):
+    code = cli.main(_command(prepared, straight, "--resume")[3:] + ["--config", "base"])
+    assert code == 2
+    assert "holds a run of model 'tiny'; --config base cannot resume it" in capsys.readouterr().err
 
 
 def test_init_from_weights_of_another_vocabulary_is_refused(prepared, tmp_path, capsys):

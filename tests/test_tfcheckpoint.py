@@ -29,7 +29,8 @@ def expected():
 
 def test_every_tensor_reads_back_as_tensorflow_was_given_it(expected):
     checkpoint = TFCheckpoint(os.path.join(FIXTURE, PREFIX))
-    assert checkpoint.num_shards == 1 and not checkpoint.big_endian
+    assert checkpoint.num_shards == 2 and not checkpoint.big_endian
+    assert {entry.shard for entry in checkpoint.entries.values()} == {0, 1}
     got = checkpoint.read_all()
     assert set(got) == set(expected)
     for name, value in expected.items():
@@ -42,7 +43,9 @@ def test_every_tensor_reads_back_as_tensorflow_was_given_it(expected):
 def test_prefix_index_path_and_directory_name_the_same_checkpoint(tmp_path):
     prefix = os.path.join(FIXTURE, PREFIX)
     assert checkpoint_prefix(prefix + ".index") == prefix
-    assert checkpoint_prefix(FIXTURE) == prefix  # through the `checkpoint` file
+    # through the `checkpoint` file, whose path is the writing machine's
+    assert "/home/albert/run/" in open(os.path.join(FIXTURE, "checkpoint")).read()
+    assert checkpoint_prefix(FIXTURE) == prefix
     lone = tmp_path / "lone"
     lone.mkdir()
     for name in os.listdir(FIXTURE):
@@ -80,7 +83,7 @@ def test_a_google_research_checkpoint_becomes_a_model_transformers_runs_alike(ex
 
 
 def test_another_config_is_refused_by_name():
-    with pytest.raises(KeyError, match="lacks .* variables of this config"):
+    with pytest.raises(CheckpointError, match="lacks .* variables of this config"):
         convert.load_tf_checkpoint(FIXTURE, dataclasses.replace(fixture_config(), num_hidden_groups=2))
 
 
@@ -99,27 +102,36 @@ def _flip(path: str, offset: int) -> None:
 
 
 def test_a_damaged_tensor_is_named_with_its_file_and_offset(copy):
-    entry = TFCheckpoint(copy).entries["bert/embeddings/word_embeddings"]
-    _flip(f"{copy}.data-00000-of-00001", entry.offset + 5)
     checkpoint = TFCheckpoint(copy)
+    entry = checkpoint.entries["bert/embeddings/word_embeddings"]
+    data_path = checkpoint.data_path(entry.shard)
+    _flip(data_path, entry.offset + 5)
     checkpoint.read("bert/pooler/dense/kernel")  # the others are intact
-    with pytest.raises(CheckpointError, match=rf"data-00000-of-00001: 'bert/embeddings/word_embeddings' "
+    with pytest.raises(CheckpointError, match=rf"{os.path.basename(data_path)}: 'bert/embeddings/word_embeddings' "
                                               rf"at byte {entry.offset} fails its CRC-32C"):
         checkpoint.read("bert/embeddings/word_embeddings")
     assert checkpoint.read("bert/embeddings/word_embeddings", verify=False).shape == (256, 16)
 
 
 def test_a_damaged_or_truncated_index_and_a_missing_or_short_shard_are_named(copy):
-    os.truncate(f"{copy}.data-00000-of-00001", 1000)
+    shard = TFCheckpoint(copy).entries[SLOTTED[0]].shard
+    data_path = TFCheckpoint(copy).data_path(shard)
+    os.truncate(data_path, 1000)
     with pytest.raises(CheckpointError, match="the file holds .*: truncated"):
         TFCheckpoint(copy).read_all()
-    os.remove(f"{copy}.data-00000-of-00001")
-    with pytest.raises(CheckpointError, match="data-00000-of-00001: missing"):
+    os.remove(data_path)
+    with pytest.raises(CheckpointError, match=f"{os.path.basename(data_path)}: missing"):
         TFCheckpoint(copy).read(SLOTTED[0])
-    _flip(f"{copy}.index", 40)
+    index = f"{copy}.index"
+    intact = open(index, "rb").read()
+    _flip(index, 40)
     with pytest.raises(CheckpointError, match=r"model.ckpt-100.index: block at byte 0 fails its CRC-32C"):
         TFCheckpoint(copy)
-    os.truncate(f"{copy}.index", 1000)
+    with open(index, "wb") as file:  # the footer has no CRC: a bad handle points into the wrong bytes
+        file.write(intact[:-48] + bytes([0xFF] * 3) + intact[-45:])
+    with pytest.raises(CheckpointError, match="model.ckpt-100.index: "):
+        TFCheckpoint(copy)
+    os.truncate(index, 1000)
     with pytest.raises(CheckpointError, match="no table magic number"):
         TFCheckpoint(copy)
 
