@@ -35,6 +35,7 @@ demo: install $(DEMO_DUMP)
 		--steps 1000 --batch-size 32 --learning-rate 5e-3 --warmup-steps 100 --dtype float32 \
 		--eval-every 200 --eval-batches 20 --checkpoint-every 500 --log-every 20
 	$(BIN)/albertprep report --data $(DEMO)/prepared --workdir $(DEMO)/pretrain --output $(DEMO)/report.md
+	$(BIN)/albertprep convert $(DEMO)/pretrain --output $(DEMO)/model
 
 test: install
 	$(BIN)/ruff check .

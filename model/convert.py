@@ -282,6 +282,9 @@ def load_weights(path: str, config: AlbertConfig | None = None, step: int | None
       `config` with the vocabulary and positions the checkpoint's
       embeddings have.
     """
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise FileNotFoundError(f"{path}: not found (a pretrain workdir, a transformers directory or a TF "
+                                "checkpoint prefix were expected)")
     config_json = os.path.join(path, "config.json")
     if os.path.isdir(path) and os.path.exists(config_json):
         with open(config_json) as f:

@@ -154,8 +154,8 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     try:
         params, config = convert.load_weights(args.source, get_config(args.config) if args.config else None,
                                               step=args.step)
-    except (OSError, KeyError, ValueError, CheckpointError) as error:
-        raise jobs.JobError(f"{args.source}: {error}") from error
+    except (OSError, KeyError, ValueError, CheckpointError) as error:  # their messages name the file
+        raise jobs.JobError(str(error)) from error
     convert.save_pretrained(args.output, params, config)
     count = sum(v.size for v in jax.tree_util.tree_leaves(params))
     print(f"{args.output}: model.safetensors and config.json ({count:,} parameters, {config.num_hidden_layers} "
