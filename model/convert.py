@@ -12,6 +12,7 @@ format transformers loads.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from flax import traverse_util
 
 from model.config import AlbertConfig
 
+_LOG = logging.getLogger(__name__)
 _GROUP_LAYER = re.compile(r"albert_layer_groups_(\d+)_albert_layers_(\d+)")
 
 
@@ -124,9 +126,20 @@ def save_pretrained(directory: str, params: Mapping, config: AlbertConfig) -> No
         json.dump(transformers_config(config), f, indent=2)
 
 
+# Heads an AlbertForMaskedLM checkpoint lacks (the hub's albert/albert-*-v2 are such).
+_HEADS_OUTSIDE_MASKED_LM = ("pooler", "sop_classifier")
+
+
 def load_pretrained(directory: str) -> tuple[dict, AlbertConfig]:
     """Our params and config from a transformers checkpoint directory
-    (model.safetensors, or pytorch_model.bin when torch is installed)."""
+    (model.safetensors, or pytorch_model.bin when torch is installed).
+
+    An AlbertForMaskedLM checkpoint has no pooler or SOP head: those are
+    initialised afresh (seed 0), with a warning, as transformers does when it
+    loads one into AlbertForPreTraining. Anything else missing is an error.
+    """
+    import jax
+
     from model.albert import init_params
 
     with open(os.path.join(directory, "config.json")) as f:
@@ -140,9 +153,17 @@ def load_pretrained(directory: str) -> tuple[dict, AlbertConfig]:
         import torch
 
         state = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    import jax
-
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    missing = {path[0] for path in traverse_util.flatten_dict(template) if _hf_key(path)[0] not in state}
+    if missing and missing <= set(_HEADS_OUTSIDE_MASKED_LM):
+        _LOG.warning("%s has no %s weights (an AlbertForMaskedLM checkpoint?): initialised afresh",
+                     directory, " or ".join(sorted(missing)))
+        fresh = traverse_util.flatten_dict(init_params(config, jax.random.key(0)))
+        state = dict(state)
+        for path, value in fresh.items():
+            if path[0] in missing:
+                name, transpose = _hf_key(path)
+                state[name] = np.asarray(value).T if transpose else np.asarray(value)
     return from_transformers(state, template), config
 
 

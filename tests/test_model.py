@@ -1,5 +1,6 @@
 """Flax ALBERT against transformers' AlbertForPreTraining, on real tokens."""
 
+import json
 import warnings
 
 import jax
@@ -94,6 +95,34 @@ def test_export_then_import_is_exact_and_transformers_loads_it(tmp_path, real_ba
     mlm, sop = _our_logits(params, config, real_batch)
     np.testing.assert_allclose(np.asarray(mlm), hf_mlm, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(sop), hf_sop, atol=1e-5, rtol=0)
+
+
+def test_a_pytorch_bin_and_a_masked_lm_checkpoint_load(tmp_path, real_batch, caplog):
+    """pytorch_model.bin is read as model.safetensors is; an AlbertForMaskedLM
+    directory (the hub's albert-*-v2 are such) gets fresh pooler and SOP heads
+    and gives transformers' MLM logits."""
+    config = get_config("tiny")
+    hf = _reference(config, seed=4)
+    (tmp_path / "bin").mkdir()
+    torch.save(hf.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    (tmp_path / "bin" / "config.json").write_text(json.dumps(convert.transformers_config(config)))
+    loaded, _ = convert.load_pretrained(str(tmp_path / "bin"))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded,
+                           convert.from_transformers(hf.state_dict(), _template(config)))
+
+    torch.manual_seed(5)
+    masked_lm = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**convert.transformers_config(config)))
+    masked_lm.save_pretrained(str(tmp_path / "mlm"))
+    with caplog.at_level("WARNING"):
+        params, _ = convert.load_pretrained(str(tmp_path / "mlm"))
+    assert "has no pooler or sop_classifier weights" in caplog.text
+    with torch.no_grad():
+        hf_mlm_btv = masked_lm.eval()(input_ids=torch.tensor(real_batch["input_ids"]),
+                                      attention_mask=torch.tensor(real_batch["input_mask"]),
+                                      token_type_ids=torch.tensor(real_batch["segment_ids"])).logits.numpy()
+    mlm_bpv, _ = _our_logits(params, config, real_batch)
+    hf_mlm_bpv = np.take_along_axis(hf_mlm_btv, real_batch["positions"][..., None], axis=1)
+    np.testing.assert_allclose(np.asarray(mlm_bpv), hf_mlm_bpv, atol=1e-5, rtol=0)
 
 
 # The variables of google-research/albert's released albert_base v2 checkpoint
