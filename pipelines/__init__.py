@@ -1,0 +1,18 @@
+"""albertprep's Beam pipelines and the Beam-free modules they share with the loader."""
+
+import logging
+
+
+class _ApitoolsNotice(logging.Filter):
+    """Drops the warning Beam logs on import when google-apitools is missing.
+
+    Only Beam's BigQuery IO needs apitools, and nothing here uses it; the
+    warning would otherwise open every command, and the root-logger call that
+    emits it would also configure logging before the command could.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("apitools not found")
+
+
+logging.getLogger().addFilter(_ApitoolsNotice())

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 from pipelines import jobs, layout, prepare, sources
@@ -20,10 +21,20 @@ from pipelines.tokenizer import VocabularyError
 
 
 class _QuietWorkerStartup(logging.Filter):
-    """The local runner relays each worker process's start-up warning."""
+    """The local runner relays every log line of its worker processes: keep
+    ours (task progress) and Beam's warnings, not Beam's start-up chatter."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "semi_persistent_directory" not in record.getMessage()
+        message = record.getMessage()
+        if "semi_persistent_directory" in message or ("severity: INFO" in message and "/apache_beam/" in message):
+            return False
+        relayed = _RELAYED_TEXT.search(message)
+        if relayed:  # the line itself, not the LogEntry proto around it
+            record.msg, record.args = f"worker: {relayed.group(1)}", ()
+        return True
+
+
+_RELAYED_TEXT = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 
 
 def _runner(args: argparse.Namespace, beam_args: list[str]) -> jobs.RunnerConfig:
@@ -318,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
         parser.error(f"unknown options {beam_args}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apache_beam", "distributed", "absl"):
+    # force: importing Beam may already have configured the root logger
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    for noisy in ("apache_beam", "distributed", "absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.INFO)  # progress lines of worker processes
