@@ -119,3 +119,22 @@ def test_a_two_host_checkpoint_converts_in_one_process(two_hosts, one_host, tmp_
         assert cli.main(["convert", str(run), "--output", str(tmp_path / run.parent.name)]) == 0
     (two, _), (one, _) = (convert.load_pretrained(str(tmp_path / run.parent.name)) for run in (two_hosts, one_host))
     jax.tree_util.tree_map(np.testing.assert_array_equal, two, one)
+
+
+@pytest.mark.slow
+def test_fsdp_over_two_processes_equals_one_process_and_converts(prepared, tmp_path):
+    """Parameters and optimizer state sharded across the processes: the same
+    metrics as FSDP over one process's two devices, and the checkpoint, saved
+    in pieces by both processes, converts on one."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    _two_processes(prepared, two, "--fsdp")
+    result = subprocess.run(_command(prepared, one, "--fsdp"), capture_output=True, text=True, timeout=300,
+                            env=_environment(2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _metrics(two) == _metrics(one)
+    for run in (two, one):
+        assert cli.main(["convert", str(run), "--output", str(tmp_path / f"{run.name}-model")]) == 0
+    from model import convert
+
+    jax.tree_util.tree_map(np.testing.assert_array_equal, convert.load_pretrained(str(tmp_path / "two-model"))[0],
+                           convert.load_pretrained(str(tmp_path / "one-model"))[0])
