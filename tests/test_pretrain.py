@@ -4,10 +4,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
-from conftest import pretrain_command
+from conftest import ROOT, pretrain_command
 
 from model.pretrain import read_metrics
 from pipelines import cli
@@ -150,3 +151,12 @@ def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
     check = write_report(str(small_prepared), str(workdir), str(tmp_path / "report.md"))
     assert check["eval_mlm_accuracy"] is None
     assert "no evaluation (no eval split)" in (tmp_path / "report.md").read_text()
+
+
+def test_the_learning_benchmark_reads_a_run(prepared, straight):
+    """benchmarks/learning.py as `make bench` runs it: a script beside benchmarks/model.py."""
+    result = subprocess.run([sys.executable, "benchmarks/learning.py", "--data", str(prepared),
+                             "--workdir", str(straight)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
+    assert f"eval MLM accuracy after {STEPS} steps: {final['mlm_accuracy']:.3f}" in result.stdout
