@@ -145,14 +145,19 @@ def load_pretrained(directory: str) -> tuple[dict, AlbertConfig]:
     with open(os.path.join(directory, "config.json")) as f:
         config = config_from_transformers(json.load(f))
     safetensors_path = os.path.join(directory, "model.safetensors")
+    bin_path = os.path.join(directory, "pytorch_model.bin")
     if os.path.exists(safetensors_path):
         from safetensors.numpy import load_file
 
         state = load_file(safetensors_path)
+    elif os.path.exists(bin_path):
+        try:
+            import torch
+        except ImportError as error:
+            raise ImportError(f"{bin_path}: reading it needs torch (or convert it to model.safetensors)") from error
+        state = torch.load(bin_path, map_location="cpu", weights_only=True)
     else:
-        import torch
-
-        state = torch.load(os.path.join(directory, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"{directory}: neither model.safetensors nor pytorch_model.bin")
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     missing = {path[0] for path in traverse_util.flatten_dict(template) if _hf_key(path)[0] not in state}
     if missing and missing <= set(_HEADS_OUTSIDE_MASKED_LM):
@@ -259,9 +264,10 @@ def config_from_albert_json(albert_config: Mapping) -> AlbertConfig:
 def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
     """The params of an `albertprep pretrain` workdir's checkpoint (the latest, or `step`).
 
-    Restored whole onto this process's first device, whatever topology saved
-    it (FSDP, several hosts): the target is built from the checkpoint's own
-    shapes and dtypes, since orbax would otherwise insist on the saving mesh.
+    Only the parameters (not the optimizer's moments), restored whole onto
+    the CPU whatever topology saved them (FSDP, several hosts): the target is
+    built from the checkpoint's own shapes and dtypes, since orbax would
+    otherwise insist on the saving mesh.
     """
     import grain.python as grain
     import jax
@@ -270,7 +276,7 @@ def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
     with open(os.path.join(workdir, "config.json")) as f:
         config = AlbertConfig(**json.load(f)["model_config"])
     manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                    item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                    item_handlers={"state": ocp.PyTreeCheckpointHandler(),
                                                    "data": grain.PyGrainCheckpointHandler()})  # unread: quiets orbax
     try:
         step = manager.latest_step() if step is None else step
@@ -278,10 +284,12 @@ def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
             raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint at step {step} "
                                     f"(saved: {list(manager.all_steps()) or 'none'})")
         saved = manager.item_metadata(step)["state"]
-        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=here),
-                                        getattr(saved, "tree", saved))
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+        cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+        target = {"params": jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype),
+                                                   getattr(saved, "tree", saved)["params"])}
+        restore_args = jax.tree_util.tree_map(lambda _: ocp.ArrayRestoreArgs(sharding=cpu), target)
+        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))).state
     finally:
         manager.close()
     return _to_numpy(state["params"]), config

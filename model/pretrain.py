@@ -46,7 +46,7 @@ class PretrainError(ValueError):
 class PretrainConfig:
     data: str
     workdir: str
-    model: str | None = None  # a config name; None: base, or the resumed run's
+    model: str | None = None  # a config name; None: base, the resumed run's, or --init-from's architecture
     batch_size: int = 4096  # global, over all processes (ALBERT's)
     steps: int = 125_000
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -135,33 +135,61 @@ def _evaluate(config: PretrainConfig, eval_step, params, mesh) -> dict | None:
     return result | {"mlm_predictions": totals["mlm_predictions"], "instances": batches_read * config.batch_size}
 
 
-def _model(config: PretrainConfig, resuming: bool, vocab_size: int,
-           seq_len: int) -> tuple[PretrainConfig, AlbertConfig, dict | None]:
-    """The run's config with its model named, the model's config, and the
+_SIZES = ("vocab_size", "max_position_embeddings")  # fitted to the data, not part of a model's name
+
+
+def _latest_step(directory: str) -> int | None:
+    if not os.path.isdir(directory):
+        return None
+    manager = ocp.CheckpointManager(directory)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
+def _same_architecture(a: AlbertConfig, b: AlbertConfig) -> bool:
+    return dataclasses.replace(a, **{k: getattr(b, k) for k in _SIZES}) == b
+
+
+def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int,
+                   seq_len: int) -> tuple[PretrainConfig, AlbertConfig, dict | None]:
+    """The run's config as it will be saved, the model's config, and the
     parameters to start from (None: from the seed, or from the checkpoint).
 
-    A resumed run keeps the model it saved in config.json, so neither
-    --config nor --init-from need repeating; a --config naming another model
-    is refused. A new run takes --init-from's weights and their config, or
+    A resumed run keeps what its config.json records, so neither --config
+    nor --init-from need repeating (a run that died before its first
+    checkpoint starts again as first configured); ones that disagree with it
+    are refused. A new run takes --init-from's weights and their config, or
     the named config (base by default) sized to the data's vocabulary.
     """
     saved_path = os.path.join(config.workdir, "config.json")
-    if resuming and os.path.exists(saved_path):
+    if has_checkpoint and not os.path.exists(saved_path):
+        raise PretrainError(f"{config.workdir} has checkpoints but no config.json: not an albertprep run?")
+    if os.path.exists(saved_path) and (has_checkpoint or config.init_from is None):
         with open(saved_path) as f:
             saved = json.load(f)
-        if config.model not in (None, saved["model"]):
-            raise PretrainError(f"{config.workdir} holds a run of model {saved['model']!r}; "
-                                f"--config {config.model} cannot resume it")
-        return (dataclasses.replace(config, model=saved["model"], init_from=saved.get("init_from")),
-                AlbertConfig(**saved["model_config"]), None)
-    config = dataclasses.replace(config, model=config.model or "base")
+        if "model_config" not in saved:
+            raise PretrainError(f"{saved_path}: no model_config: not an albertprep run's config?")
+        saved_model = AlbertConfig(**saved["model_config"])
+        if config.model is not None and not _same_architecture(get_config(config.model), saved_model):
+            raise PretrainError(f"{config.workdir} holds a run of another model "
+                                f"({saved.get('model') or saved.get('init_from')}); --config {config.model} "
+                                "cannot resume it")
+        if config.init_from not in (None, saved.get("init_from")):
+            raise PretrainError(f"{config.workdir} holds a run started from {saved.get('init_from')}; "
+                                f"--init-from {config.init_from} cannot resume it")
+        config = dataclasses.replace(config, model=saved.get("model"), init_from=saved.get("init_from"))
+        if has_checkpoint:
+            return config, saved_model, None
     if not config.init_from:
+        config = dataclasses.replace(config, model=config.model or "base")
         return config, get_config(config.model, vocab_size=vocab_size, max_position_embeddings=max(
             seq_len, get_config(config.model).max_position_embeddings)), None
     from model.convert import load_weights
 
     try:
-        params, model_config = load_weights(config.init_from, get_config(config.model))
+        params, model_config = load_weights(config.init_from, get_config(config.model or "base"))
     except (OSError, KeyError, ValueError) as error:
         raise PretrainError(f"--init-from {config.init_from}: {error}") from error
     if model_config.vocab_size != vocab_size or model_config.max_position_embeddings < seq_len:
@@ -173,7 +201,9 @@ def _model(config: PretrainConfig, resuming: bool, vocab_size: int,
                             f"{model_config.attention_probs_dropout_prob} (an ALBERT v1 config); this model "
                             "trains without it, as ALBERT v2 does")
     _LOG.info("initialised from %s", config.init_from)
-    return config, model_config, params
+    # the architecture is the weights'; a config name is kept only if it names that architecture
+    named = config.model if config.model and _same_architecture(get_config(config.model), model_config) else None
+    return dataclasses.replace(config, model=named), model_config, params
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
@@ -182,22 +212,19 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
     vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
     seq_len = train_data.layout.max_seq_length
-    manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(config.workdir, "checkpoints")),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                             enable_async_checkpointing=True))
-    latest = manager.latest_step()
+    if config.batch_size % (jax.process_count() * jax.local_device_count()):
+        raise PretrainError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
+    checkpoints = os.path.abspath(os.path.join(config.workdir, "checkpoints"))
+    latest = _latest_step(checkpoints)
     if latest is not None and not resume:
         raise FileExistsError(f"{config.workdir} has checkpoints up to step {latest}; "
                               "pass --resume to continue or use another workdir")
     resuming = latest is not None
-    config, model_config, initial_params = _model(config, resuming, vocab_size, seq_len)
+    config, model_config, initial_params = _resolve_model(config, resuming, vocab_size, seq_len)
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)
     schedule = applied_schedule(config.optimizer)
     mesh = make_mesh()
-    if config.batch_size % (jax.process_count() * jax.local_device_count()):
-        raise PretrainError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")
     state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp, initial_params)
     train_step = make_train_step(model, optimizer, schedule, shardings, mesh, config.seed)
     eval_step = make_eval_step(model, shardings, mesh)
@@ -206,6 +233,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
                                                    worker_count=config.worker_count),
                           sharding=batch_sharding(mesh))
     batches = iter(loader)
+    manager = ocp.CheckpointManager(checkpoints, options=ocp.CheckpointManagerOptions(
+        max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=True))
     start = 0
     if resuming:
         start = latest

@@ -108,7 +108,7 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     lines = [
         "# albertprep run report",
         "",
-        f"Model `{run['model']}` ({run['model_config']['hidden_size']} hidden, "
+        f"Model `{run['model'] or 'from ' + str(run.get('init_from'))}` ({run['model_config']['hidden_size']} hidden, "
         f"{run['model_config']['num_hidden_layers']} layers, vocabulary {run['model_config']['vocab_size']}), "
         f"{run['steps']} steps of batch {run['batch_size']}, optimizer {run['optimizer']['name']}, "
         f"data `{data}`.",

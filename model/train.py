@@ -56,15 +56,17 @@ def loss_and_metrics(model: AlbertForPreTraining, params, batch: Batch, dropout_
     return mlm_loss + sop_loss, metrics
 
 
+def in_process_order(devices: list) -> list:
+    """Each process's devices together, processes in order, each one's own
+    order kept (a stable sort): then the loader's rows of a global batch
+    (process p holds the p-th block) land where make_array_from_process_local_data
+    puts them. jax.devices() is already so ordered on CPU and GPU."""
+    return sorted(devices, key=lambda device: device.process_index)
+
+
 def make_mesh(devices: list | None = None) -> Mesh:
-    """One "data" axis over the devices, each process's devices together and
-    in process order: the loader's rows of a global batch (process p holds
-    the p-th block) land where make_array_from_process_local_data puts them."""
-    devices = list(devices if devices is not None else jax.devices())
-    processes = [device.process_index for device in devices]
-    if processes != sorted(processes):
-        devices.sort(key=lambda device: device.process_index)  # stable: keeps each process's own order
-    return Mesh(np.asarray(devices), ("data",))
+    """One "data" axis over the devices (all of them by default), in process order."""
+    return Mesh(np.asarray(in_process_order(list(devices if devices is not None else jax.devices()))), ("data",))
 
 
 def _fsdp_spec(shape: tuple[int, ...], devices: int) -> PartitionSpec:

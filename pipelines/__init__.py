@@ -7,8 +7,8 @@ class _ApitoolsNotice(logging.Filter):
     """Drops the warning Beam logs on import when google-apitools is missing.
 
     Only Beam's BigQuery IO needs apitools, and nothing here uses it; the
-    warning would otherwise open every command, and the root-logger call that
-    emits it would also configure logging before the command could.
+    warning would otherwise open every command. (The local runner's worker
+    processes import Beam before any of this code, so they still print it.)
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

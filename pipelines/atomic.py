@@ -56,7 +56,8 @@ def created(path: str) -> Iterator[BinaryIO]:
     renamed to `path` on success, deleted on error. Local renames and object
     stores' copies replace the old file in one step; a filesystem whose
     rename refuses an existing target (HDFS) has it deleted first, which
-    leaves a moment with neither."""
+    leaves a moment with neither (only there: elsewhere a failed rename is
+    an error, not a reason to delete the old file)."""
     from apache_beam.io.filesystem import BeamIOError
     from apache_beam.io.filesystems import FileSystems
 
@@ -71,7 +72,7 @@ def created(path: str) -> Iterator[BinaryIO]:
         try:
             FileSystems.rename([temporary], [path])
         except BeamIOError:
-            if not FileSystems.exists(path):
+            if not path.startswith("hdfs://") or not FileSystems.exists(path):
                 raise
             FileSystems.delete([path])
             FileSystems.rename([temporary], [path])

@@ -13,6 +13,8 @@ import os
 import re
 import sys
 
+from google.protobuf import text_encoding
+
 from pipelines import jobs, layout, prepare, sources
 from pipelines.documents import read_documents_jsonl
 from pipelines.instances import InstanceConfig
@@ -20,17 +22,20 @@ from pipelines.records import MaskingConfig
 from pipelines.tokenizer import VocabularyError
 
 
-class _QuietWorkerStartup(logging.Filter):
-    """The local runner relays every log line of its worker processes: keep
-    ours (task progress) and Beam's warnings, not Beam's start-up chatter."""
+class _WorkerRelay(logging.Filter):
+    """The local runner relays every log line of its worker processes as a
+    LogEntry proto: keep ours (task progress), shown as plain text, and
+    Beam's warnings and errors whole (with their tracebacks), not Beam's
+    start-up chatter."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "semi_persistent_directory" in message or ("severity: INFO" in message and "/apache_beam/" in message):
             return False
         relayed = _RELAYED_TEXT.search(message)
-        if relayed:  # the line itself, not the LogEntry proto around it
-            record.msg, record.args = f"worker: {relayed.group(1)}", ()
+        if relayed and "severity: INFO" in message:
+            text = text_encoding.CUnescape(relayed.group(1)).decode("utf-8", "replace")
+            record.msg, record.args = f"worker: {text}", ()
         return True
 
 
@@ -165,8 +170,9 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     try:
         params, config = convert.load_weights(args.source, get_config(args.config) if args.config else None,
                                               step=args.step)
-    except (OSError, KeyError, ValueError, CheckpointError) as error:  # their messages name the file
-        raise jobs.JobError(str(error)) from error
+    except (OSError, KeyError, ValueError, CheckpointError) as error:
+        message = str(error)
+        raise jobs.JobError(message if args.source in message else f"{args.source}: {message}") from error
     convert.save_pretrained(args.output, params, config)
     count = sum(v.size for v in jax.tree_util.tree_leaves(params))
     print(f"{args.output}: model.safetensors and config.json ({count:,} parameters, {config.num_hidden_layers} "
@@ -329,13 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
         parser.error(f"unknown options {beam_args}")
-    # force: importing Beam may already have configured the root logger
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # the one a root-logger call during Beam's import may have made
+        if type(handler) is logging.StreamHandler and handler.formatter._fmt == logging.BASIC_FORMAT:
+            root.removeHandler(handler)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "distributed", "absl", "jax"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     relay.setLevel(logging.INFO)  # progress lines of worker processes
-    relay.addFilter(_QuietWorkerStartup())
+    if not any(isinstance(f, _WorkerRelay) for f in relay.filters):
+        relay.addFilter(_WorkerRelay())
     try:
         return args.run(args, beam_args)
     except (jobs.JobError, VocabularyError) as error:

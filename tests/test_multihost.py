@@ -60,7 +60,8 @@ def _two_processes(data, workdir, *extra):
                 process.wait()
         for log in logs:
             log.close()
-    assert codes == [0, 0], open(f"{workdir}.process{codes.index(max(codes))}.log").read()[-3000:]
+    failed = next((i for i, code in enumerate(codes) if code != 0), None)
+    assert failed is None, f"process {failed}: " + open(f"{workdir}.process{failed}.log").read()[-3000:]
 
 
 def _metrics(workdir):

@@ -32,3 +32,18 @@ def test_two_devices_match_one(single, mode):
         assert ours == pytest.approx(reference, rel=1e-5)  # the same sums, in another order
     # replicated parameters have one distinct shard; FSDP splits the kernel in two
     assert run["kernel_shards"] == (2 if mode == "fsdp" else 1)
+
+
+def test_the_mesh_keeps_each_process_devices_together_in_process_order():
+    """What lets process p's rows be the p-th block of a global batch; a
+    device list in another order (as a topology-aware layout might give) is
+    regrouped, each process's own order kept."""
+    from collections import namedtuple
+
+    from model.train import in_process_order
+
+    Device = namedtuple("Device", "id process_index")
+    interleaved = [Device(0, 0), Device(1, 1), Device(2, 0), Device(3, 1), Device(4, 2)]
+    assert [d.id for d in in_process_order(interleaved)] == [0, 2, 1, 3, 4]
+    grouped = [Device(5, 0), Device(4, 0), Device(7, 1), Device(6, 1)]
+    assert in_process_order(grouped) == grouped

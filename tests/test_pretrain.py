@@ -1,5 +1,6 @@
 """The pretraining loop: it learns, and a SIGKILLed run resumes to the bit."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 import pytest
 from conftest import ROOT, pretrain_command
 
+from model.config import get_config
 from model.pretrain import read_metrics
 from pipelines import cli
 
@@ -108,7 +110,24 @@ def test_exported_weights_restart_a_run_where_it_ended(prepared, straight, tmp_p
 def test_resuming_with_another_model_is_refused(prepared, straight, capsys):
     code = cli.main(_command(prepared, straight, "--resume")[3:] + ["--config", "base"])
     assert code == 2
-    assert "holds a run of model 'tiny'; --config base cannot resume it" in capsys.readouterr().err
+    assert "holds a run of another model (tiny); --config base cannot resume it" in capsys.readouterr().err
+    code = cli.main(_command(prepared, straight, "--resume", "--init-from", str(prepared))[3:])
+    assert code == 2 and "holds a run started from None; --init-from" in capsys.readouterr().err
+
+
+def test_a_run_that_died_before_its_first_checkpoint_restarts_as_configured(prepared, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    tiny = dataclasses.asdict(get_config("tiny", vocab_size=30000))
+    (workdir / "config.json").write_text(json.dumps({"model": "tiny", "init_from": None, "model_config": tiny}))
+    code = cli.main(_command(prepared, workdir, "--resume")[3:] + ["--config", "base"])
+    assert code == 2 and "--config base cannot resume it" in capsys.readouterr().err
+    flags = _command(prepared, workdir, "--resume")
+    del flags[flags.index("--config"):flags.index("--config") + 2]
+    flags[flags.index("--steps") + 1] = "2"
+    _run(flags)  # no --config: the recorded tiny, not base
+    assert json.loads((workdir / "config.json").read_text())["model_config"] == tiny
+    assert [m["step"] for m in _losses(workdir)] == [1, 2]
 
 
 def test_init_from_weights_of_another_vocabulary_is_refused(prepared, tmp_path, capsys):
