@@ -224,6 +224,33 @@ def to_tf_variables(params: Mapping) -> dict[str, np.ndarray]:
     return _export(params, _tf_name)
 
 
+def albert_json(config: AlbertConfig) -> dict:
+    """google-research/albert's albert_config.json for `config` (its "gelu" is gelu_new)."""
+    keys = ("attention_probs_dropout_prob", "hidden_dropout_prob", "embedding_size", "hidden_size",
+            "initializer_range", "intermediate_size", "max_position_embeddings", "num_attention_heads",
+            "num_hidden_layers", "num_hidden_groups", "inner_group_num", "type_vocab_size", "vocab_size")
+    return {"hidden_act": "gelu", "net_structure_type": 0, "gap_size": 0, "num_memory_blocks": 0,
+            "down_scale_factor": 1, **{key: getattr(config, key) for key in keys}}
+
+
+def save_tf_checkpoint(directory: str, params: Mapping, config: AlbertConfig, step: int = 0) -> str:
+    """model.ckpt-STEP (google-research/albert's variable names), its `checkpoint`
+    file and albert_config.json: what that repository's run_classifier.py and
+    run_squad.py take as --init_checkpoint and --albert_config_file. Written
+    without TensorFlow; returns the checkpoint prefix."""
+    from model.tfcheckpoint import write_checkpoint
+
+    os.makedirs(directory, exist_ok=True)
+    name = f"model.ckpt-{step}"
+    write_checkpoint(os.path.join(directory, name),
+                     to_tf_variables(params) | {"global_step": np.array(step, np.int64)})
+    with open(os.path.join(directory, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    with open(os.path.join(directory, "albert_config.json"), "w") as f:
+        json.dump(albert_json(config), f, indent=2)
+    return os.path.join(directory, name)
+
+
 def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
     """Our params from a google-research/albert checkpoint (a prefix, its .index, or its directory).
 

@@ -32,6 +32,7 @@ import ml_dtypes
 import numpy as np
 
 from pipelines.crc32c import crc32c, masked_crc
+from pipelines.protowire import FIXED32, encode_varint, field, fields, read_varint
 
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER_BYTES = 48
@@ -66,49 +67,14 @@ class TensorEntry:
     sliced: bool
 
 
-# --- protobuf wire format (only what the two bundle messages use) ---------------
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if position >= len(data):
-            raise IndexError("varint runs past the end")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-        shift += 7
-
-
-def _fields(message: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of each field: ints for varint and fixed fields, bytes for the rest."""
-    position = 0
-    while position < len(message):
-        tag, position = _varint(message, position)
-        number, wire_type = tag >> 3, tag & 7
-        if wire_type == 0:
-            value, position = _varint(message, position)
-        elif wire_type == 1:
-            value, position = int.from_bytes(message[position:position + 8], "little"), position + 8
-        elif wire_type == 2:
-            length, position = _varint(message, position)
-            value, position = message[position:position + length], position + length
-        elif wire_type == 5:
-            value, position = int.from_bytes(message[position:position + 4], "little"), position + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        if position > len(message):
-            raise IndexError("field runs past the end")
-        yield number, value
-
+# --- the two bundle messages ------------------------------------------------------
 
 def _shape(message: bytes) -> tuple[int, ...]:
     """TensorShapeProto: repeated Dim dim = 2 (Dim: int64 size = 1)."""
     dims = []
-    for number, value in _fields(message):
+    for number, value in fields(message):
         if number == 2:
-            size = dict(_fields(value)).get(1, 0)
+            size = dict(fields(value)).get(1, 0)
             dims.append(size - (1 << 64) if size >= 1 << 63 else size)  # -1: unknown
         elif number == 3 and value:
             raise ValueError("a tensor of unknown rank")
@@ -119,7 +85,7 @@ def _entry(name: str, message: bytes) -> TensorEntry:
     """BundleEntryProto: dtype 1, shape 2, shard_id 3, offset 4, size 5, crc32c 6, slices 7."""
     by_number = {1: 0, 2: b"", 3: 0, 4: 0, 5: 0, 6: 0}
     sliced = False
-    for number, value in _fields(message):
+    for number, value in fields(message):
         if number == 7:
             sliced = True
         else:
@@ -132,8 +98,8 @@ def _entry(name: str, message: bytes) -> TensorEntry:
 # --- the sorted table --------------------------------------------------------------
 
 def _handle(data: bytes, position: int) -> tuple[tuple[int, int], int]:
-    offset, position = _varint(data, position)
-    size, position = _varint(data, position)
+    offset, position = read_varint(data, position)
+    size, position = read_varint(data, position)
     return (offset, size), position
 
 
@@ -159,9 +125,9 @@ def _block_entries(contents: bytes) -> Iterator[tuple[bytes, bytes]]:
     key = b""
     position = 0
     while position < end:
-        shared, position = _varint(contents, position)
-        unshared, position = _varint(contents, position)
-        value_length, position = _varint(contents, position)
+        shared, position = read_varint(contents, position)
+        unshared, position = read_varint(contents, position)
+        value_length, position = read_varint(contents, position)
         key = key[:shared] + contents[position:position + unshared]
         position += unshared
         yield key, contents[position:position + value_length]
@@ -230,7 +196,7 @@ class TFCheckpoint:
             name = key.decode("utf-8", errors="replace")
             try:
                 if not key:  # BundleHeaderProto: num_shards 1, endianness 2 (BIG = 1)
-                    header = dict(_fields(value))
+                    header = dict(fields(value))
                     self.num_shards, self.big_endian = header.get(1, 1), header.get(2, 0) == 1
                 else:
                     self.entries[name] = _entry(name, value)
@@ -278,3 +244,82 @@ class TFCheckpoint:
         if names is None:
             names = [n for n, e in self.entries.items() if e.dtype is not None and not e.sliced]
         return {name: self.read(name, verify) for name in names}
+
+
+# --- writing ------------------------------------------------------------------------
+
+_RESTART_INTERVAL = 16  # LevelDB's and TensorFlow's default
+
+
+def _build_block(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """Sorted (key, value) pairs, keys prefix-compressed, a restart point every 16."""
+    out, restarts, previous = bytearray(), [], b""
+    for count, (key, value) in enumerate(entries):
+        shared = 0
+        if count % _RESTART_INTERVAL == 0:
+            restarts.append(len(out))
+        else:
+            limit = min(len(previous), len(key))
+            while shared < limit and previous[shared] == key[shared]:
+                shared += 1
+        out += encode_varint(shared) + encode_varint(len(key) - shared) + encode_varint(len(value))
+        out += key[shared:] + value
+        previous = key
+    restarts = restarts or [0]
+    return bytes(out) + b"".join(r.to_bytes(4, "little") for r in restarts) + len(restarts).to_bytes(4, "little")
+
+
+def _with_trailer(contents: bytes) -> bytes:
+    """Uncompressed (type 0), then the masked CRC-32C of the contents and that byte."""
+    return contents + b"\0" + masked_crc(crc32c(contents + b"\0")).to_bytes(4, "little")
+
+
+def _short_successor(key: bytes) -> bytes:
+    """A short key >= `key`, LevelDB's separator after the last block."""
+    for position, byte in enumerate(key):
+        if byte != 0xFF:
+            return key[:position] + bytes([byte + 1])
+    return key
+
+
+def write_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> None:
+    """Writes `tensors` as a one-shard TF checkpoint (PREFIX.index and
+    PREFIX.data-00000-of-00001) that TensorFlow reads as its own.
+
+    Tensors go into the data file in the order given, the index sorted by
+    name, as TensorFlow's BundleWriter lays them out; both files appear
+    whole or not at all.
+    """
+    from pipelines import atomic
+
+    codes = {dtype: code for code, dtype in _DTYPES.items()}
+    entries, offset = [], 0
+    with atomic.local_path(f"{prefix}.data-00000-of-00001") as temporary, open(temporary, "wb") as data:
+        for name, value in tensors.items():
+            array = np.asarray(value)
+            if array.dtype not in codes:
+                raise CheckpointError(f"{prefix}: tensor {name!r} has dtype {array.dtype}, which has no TF type here")
+            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            data.write(raw)
+            shape = b"".join(field(2, field(1, dim) if dim else b"") for dim in array.shape)
+            entry = (field(1, codes[array.dtype]) + field(2, shape)
+                     + (field(4, offset) if offset else b"") + (field(5, len(raw)) if raw else b"")
+                     + field(6, masked_crc(crc32c(raw)), FIXED32))
+            entries.append((name.encode("utf-8"), entry))
+            offset += len(raw)
+    header = field(1, 1) + field(3, field(1, 1))  # BundleHeaderProto: num_shards 1, version {producer 1}
+    entries = [(b"", header)] + sorted(entries)
+    data_block = _build_block(entries)
+    index_block = _build_block([(_short_successor(entries[-1][0]),
+                                 encode_varint(0) + encode_varint(len(data_block)))])
+    meta_block = _build_block([])
+    table = _with_trailer(data_block)
+    meta_at = len(table)
+    table += _with_trailer(meta_block)
+    index_at = len(table)
+    table += _with_trailer(index_block)
+    handles = (encode_varint(meta_at) + encode_varint(len(meta_block))
+               + encode_varint(index_at) + encode_varint(len(index_block)))
+    table += handles.ljust(_FOOTER_BYTES - 8, b"\0") + _MAGIC.to_bytes(8, "little")
+    with atomic.local_path(f"{prefix}.index") as temporary, open(temporary, "wb") as index:
+        index.write(table)

@@ -173,11 +173,17 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     except (OSError, KeyError, ValueError, CheckpointError) as error:
         message = str(error)
         raise jobs.JobError(message if args.source in message else f"{args.source}: {message}") from error
-    convert.save_pretrained(args.output, params, config)
     count = sum(v.size for v in jax.tree_util.tree_leaves(params))
-    print(f"{args.output}: model.safetensors and config.json ({count:,} parameters, {config.num_hidden_layers} "
-          f"layers of {config.hidden_size}, vocabulary {config.vocab_size}); "
-          f"transformers.AlbertForPreTraining.from_pretrained reads it")
+    described = f"{count:,} parameters, {config.num_hidden_layers} layers of {config.hidden_size}, " \
+                f"vocabulary {config.vocab_size}"
+    if args.format == "tf":
+        prefix = convert.save_tf_checkpoint(args.output, params, config, args.step or 0)
+        print(f"{prefix}: a TF checkpoint with albert_config.json ({described}); google-research/albert's "
+              f"fine-tuning scripts take it as --init_checkpoint")
+    else:
+        convert.save_pretrained(args.output, params, config)
+        print(f"{args.output}: model.safetensors and config.json ({described}); "
+              f"transformers.AlbertForPreTraining.from_pretrained reads it")
     return 0
 
 
@@ -313,12 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(run=_pretrain)
 
-    p = commands.add_parser("convert", help="ALBERT weights to transformers' format (safetensors + config.json)",
+    p = commands.add_parser("convert", help="ALBERT weights to transformers' format or google-research/albert's",
                             description="SOURCE: an `albertprep pretrain` workdir, a google-research/albert "
                                         "TF checkpoint (prefix, .index or directory; read without TensorFlow) "
                                         "or a transformers directory.")
     p.add_argument("source")
-    p.add_argument("--output", required=True, help="directory for model.safetensors and config.json")
+    p.add_argument("--output", required=True, help="the directory to write")
+    p.add_argument("--format", default="transformers", choices=("transformers", "tf"),
+                   help="transformers: model.safetensors + config.json; tf: a google-research/albert "
+                        "checkpoint + albert_config.json (written without TensorFlow)")
     p.add_argument("--config", default=None,
                    help="architecture of a TF checkpoint that has no albert_config.json beside it (e.g. base); "
                         "other sources carry their own")

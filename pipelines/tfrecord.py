@@ -34,6 +34,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 
 from pipelines import atomic, records
 from pipelines.crc32c import crc32c, crc32c_many, masked_crc, masked_crcs
+from pipelines.protowire import field
 
 SUFFIX = ".tfrecord"
 
@@ -59,17 +60,7 @@ def _length_header(length: int) -> bytes:
 
 # --- protobuf wire format -----------------------------------------------------
 
-_LEN = 2  # wire type of length-delimited fields
 _VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # a 64-bit varint has at most 10 groups of 7 bits
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _varints(values: np.ndarray) -> bytes:
@@ -86,14 +77,9 @@ def _varints(values: np.ndarray) -> bytes:
     return encoded[position < length[:, None]].tobytes()
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
-    return _varint(number << 3 | _LEN) + _varint(len(payload)) + payload
-
-
 def _packed(payload: bytes) -> bytes:
     """Field 1 of a list message; proto3 leaves out an empty repeated field."""
-    return _field(1, payload) if payload else b""
+    return field(1, payload) if payload else b""
 
 
 def _feature(value: np.ndarray | Sequence | int | float | bytes) -> bytes:
@@ -102,12 +88,12 @@ def _feature(value: np.ndarray | Sequence | int | float | bytes) -> bytes:
         array = array.reshape(-1)  # tf.train.Feature lists are flat; TF reads [a, b] shapes row-major
     kind = array.dtype.kind
     if kind in "biu":
-        return _field(3, _packed(_varints(array.astype(np.int64))))
+        return field(3, _packed(_varints(array.astype(np.int64))))
     if kind == "f":
-        return _field(2, _packed(array.astype("<f4").tobytes()))
+        return field(2, _packed(array.astype("<f4").tobytes()))
     if kind in "SU" or (kind == "O" and all(isinstance(v, bytes | str) for v in array)):
         items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.tolist()]
-        return _field(1, b"".join(_field(1, item) for item in items))
+        return field(1, b"".join(field(1, item) for item in items))
     raise TypeError(f"cannot write a {array.dtype} array as a tf.train.Feature")
 
 
@@ -119,10 +105,10 @@ def encode_example(features: Mapping[str, np.ndarray]) -> bytes:
     give equal bytes.
     """
     entries = b"".join(
-        _field(1, _field(1, key.encode("utf-8")) + _field(2, _feature(features[key])))
+        field(1, field(1, key.encode("utf-8")) + field(2, _feature(features[key])))
         for key in sorted(features)
     )
-    return _field(1, entries)
+    return field(1, entries)
 
 
 def albert_example(instance_features: Mapping[str, np.ndarray]) -> bytes:
