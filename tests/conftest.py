@@ -86,6 +86,9 @@ def pretrain_data(tmp_path_factory) -> pathlib.Path:
     return output
 
 
+TIMING = ("steps_per_second", "tokens_per_second", "mfu")  # metrics that vary run to run
+
+
 def pretrain_command(data, workdir, *extra: str, steps: int, eval_every: int = 1000) -> list[str]:
     """A tiny fp32 CPU pretraining run: logs every step, checkpoints every 4."""
     return [sys.executable, "-m", "pipelines.cli", "pretrain", "--config", "tiny", "--data", str(data),

@@ -16,18 +16,12 @@ import subprocess
 import jax
 import numpy as np
 import pytest
-from conftest import pretrain_command
+from conftest import TIMING, pretrain_command
 
 from model.pretrain import read_metrics
 from pipelines import cli
 
 STEPS = 12
-TIMING = ("steps_per_second", "tokens_per_second", "mfu")
-
-
-@pytest.fixture(scope="module")
-def prepared(pretrain_data):
-    return pretrain_data
 
 
 def _command(data, workdir, *extra):
@@ -69,17 +63,17 @@ def _metrics(workdir):
 
 
 @pytest.fixture(scope="module")
-def two_hosts(prepared, tmp_path_factory):
+def two_hosts(pretrain_data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hosts") / "run"
-    _two_processes(prepared, workdir)
+    _two_processes(pretrain_data, workdir)
     return workdir
 
 
 @pytest.fixture(scope="module")
-def one_host(prepared, tmp_path_factory):
+def one_host(pretrain_data, tmp_path_factory):
     """One process driving two devices."""
     workdir = tmp_path_factory.mktemp("host") / "run"
-    result = subprocess.run(_command(prepared, workdir), capture_output=True, text=True, timeout=300,
+    result = subprocess.run(_command(pretrain_data, workdir), capture_output=True, text=True, timeout=300,
                             env=_environment(2))
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
@@ -98,7 +92,7 @@ def test_two_processes_equal_one_process_with_two_devices(two_hosts, one_host):
     assert json.loads((two_hosts / "config.json").read_text())["model_config"]["hidden_size"] == 32
 
 
-def test_two_processes_resume_to_the_bit(prepared, two_hosts, tmp_path):
+def test_two_processes_resume_to_the_bit(pretrain_data, two_hosts, tmp_path):
     """As if both were killed after step 4's checkpoint: the resumed run logs
     steps 5 to 12 again, and they equal the uninterrupted run's."""
     resumed = tmp_path / "resumed"
@@ -107,7 +101,7 @@ def test_two_processes_resume_to_the_bit(prepared, two_hosts, tmp_path):
         shutil.rmtree(resumed / "checkpoints" / step)
     lines = (resumed / "metrics.jsonl").read_text().splitlines()
     (resumed / "metrics.jsonl").write_text("\n".join(lines[:4]) + "\n")  # steps 1-4
-    _two_processes(prepared, resumed, "--resume")
+    _two_processes(pretrain_data, resumed, "--resume")
     assert _metrics(resumed) == _metrics(two_hosts)
     assert len((resumed / "metrics.jsonl").read_text().splitlines()) == STEPS + 2
 
@@ -123,13 +117,13 @@ def test_a_two_host_checkpoint_converts_in_one_process(two_hosts, one_host, tmp_
 
 
 @pytest.mark.slow
-def test_fsdp_over_two_processes_equals_one_process_and_converts(prepared, tmp_path):
+def test_fsdp_over_two_processes_equals_one_process_and_converts(pretrain_data, tmp_path):
     """Parameters and optimizer state sharded across the processes: the same
     metrics as FSDP over one process's two devices, and the checkpoint, saved
     in pieces by both processes, converts on one."""
     two, one = tmp_path / "two", tmp_path / "one"
-    _two_processes(prepared, two, "--fsdp")
-    result = subprocess.run(_command(prepared, one, "--fsdp"), capture_output=True, text=True, timeout=300,
+    _two_processes(pretrain_data, two, "--fsdp")
+    result = subprocess.run(_command(pretrain_data, one, "--fsdp"), capture_output=True, text=True, timeout=300,
                             env=_environment(2))
     assert result.returncode == 0, result.stderr[-3000:]
     assert _metrics(two) == _metrics(one)

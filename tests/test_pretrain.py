@@ -9,19 +9,13 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, pretrain_command
+from conftest import ROOT, TIMING, pretrain_command
 
 from model.config import get_config
 from model.pretrain import read_metrics
 from pipelines import cli
 
 STEPS = 30
-TIMING = ("steps_per_second", "tokens_per_second", "mfu")
-
-
-@pytest.fixture(scope="module")
-def prepared(pretrain_data):
-    return pretrain_data
 
 
 def _command(data, workdir, *extra):
@@ -39,19 +33,19 @@ def _run(command):
 
 
 @pytest.fixture(scope="module")
-def straight(prepared, tmp_path_factory):
+def straight(pretrain_data, tmp_path_factory):
     """An uninterrupted run, keeping two checkpoints."""
     workdir = tmp_path_factory.mktemp("straight")
-    _run(_command(prepared, workdir, "--keep-checkpoints", "2"))
+    _run(_command(pretrain_data, workdir, "--keep-checkpoints", "2"))
     return workdir
 
 
-def test_killed_run_resumes_with_identical_losses(prepared, straight, tmp_path):
+def test_killed_run_resumes_with_identical_losses(pretrain_data, straight, tmp_path):
     expected = _losses(straight)
     assert [m["step"] for m in expected] == list(range(1, STEPS + 1))
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(prepared, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_command(pretrain_data, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = killed / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # kill it between two checkpoints, mid-run
@@ -65,7 +59,7 @@ def test_killed_run_resumes_with_identical_losses(prepared, straight, tmp_path):
     checkpoints = sorted(int(p) for p in os.listdir(killed / "checkpoints") if p.isdigit())
     assert checkpoints and checkpoints[-1] < logged
 
-    _run(_command(prepared, killed, "--resume"))
+    _run(_command(pretrain_data, killed, "--resume"))
     assert _losses(killed) == expected  # every metric of every step, bit for bit
     with open(killed / "metrics.jsonl") as f:
         assert len(f.read().splitlines()) > STEPS  # the steps after the checkpoint really ran twice
@@ -79,14 +73,14 @@ def test_loss_falls_and_checkpoints_are_kept(straight):
     assert config["model_config"]["vocab_size"] == 30000 and config["model"] == "tiny"
 
 
-def test_exported_weights_restart_a_run_where_it_ended(prepared, straight, tmp_path):
+def test_exported_weights_restart_a_run_where_it_ended(pretrain_data, straight, tmp_path):
     """workdir → `albertprep convert` → transformers files → `pretrain --init-from`
     at learning rate 0: the new run evaluates exactly as the old one ended."""
     exported = tmp_path / "exported"
     assert cli.main(["convert", str(straight), "--output", str(exported)]) == 0
     assert json.loads((exported / "config.json").read_text())["model_type"] == "albert"
     workdir = tmp_path / "restarted"
-    command = _command(prepared, workdir, "--init-from", str(exported))
+    command = _command(pretrain_data, workdir, "--init-from", str(exported))
     command[command.index("--steps") + 1] = "1"
     command[command.index("--learning-rate") + 1] = "0"
     _run(command)
@@ -107,22 +101,22 @@ def test_exported_weights_restart_a_run_where_it_ended(prepared, straight, tmp_p
     assert resumed["step"] == 2 and {k: resumed[k] for k in keys} == {k: ended[k] for k in keys}
 
 
-def test_resuming_with_another_model_is_refused(prepared, straight, capsys):
-    code = cli.main(_command(prepared, straight, "--resume")[3:] + ["--config", "base"])
+def test_resuming_with_another_model_is_refused(pretrain_data, straight, capsys):
+    code = cli.main(_command(pretrain_data, straight, "--resume")[3:] + ["--config", "base"])
     assert code == 2
     assert "holds a run of another model (tiny); --config base cannot resume it" in capsys.readouterr().err
-    code = cli.main(_command(prepared, straight, "--resume", "--init-from", str(prepared))[3:])
+    code = cli.main(_command(pretrain_data, straight, "--resume", "--init-from", str(pretrain_data))[3:])
     assert code == 2 and "holds a run started from None; --init-from" in capsys.readouterr().err
 
 
-def test_a_run_that_died_before_its_first_checkpoint_restarts_as_configured(prepared, tmp_path, capsys):
+def test_a_run_that_died_before_its_first_checkpoint_restarts_as_configured(pretrain_data, tmp_path, capsys):
     workdir = tmp_path / "run"
     workdir.mkdir()
     tiny = dataclasses.asdict(get_config("tiny", vocab_size=30000))
     (workdir / "config.json").write_text(json.dumps({"model": "tiny", "init_from": None, "model_config": tiny}))
-    code = cli.main(_command(prepared, workdir, "--resume")[3:] + ["--config", "base"])
+    code = cli.main(_command(pretrain_data, workdir, "--resume")[3:] + ["--config", "base"])
     assert code == 2 and "--config base cannot resume it" in capsys.readouterr().err
-    flags = _command(prepared, workdir, "--resume")
+    flags = _command(pretrain_data, workdir, "--resume")
     del flags[flags.index("--config"):flags.index("--config") + 2]
     flags[flags.index("--steps") + 1] = "2"
     _run(flags)  # no --config: the recorded tiny, not base
@@ -130,27 +124,27 @@ def test_a_run_that_died_before_its_first_checkpoint_restarts_as_configured(prep
     assert [m["step"] for m in _losses(workdir)] == [1, 2]
 
 
-def test_init_from_weights_of_another_vocabulary_is_refused(prepared, tmp_path, capsys):
+def test_init_from_weights_of_another_vocabulary_is_refused(pretrain_data, tmp_path, capsys):
     from fixtures.make_tf_checkpoint import FIXTURE
 
-    code = cli.main(_command(prepared, tmp_path / "run", "--init-from", FIXTURE)[3:])
+    code = cli.main(_command(pretrain_data, tmp_path / "run", "--init-from", FIXTURE)[3:])
     assert code == 2
     error = capsys.readouterr().err
     assert "vocabulary 256 and 64 positions; the data needs vocabulary 30000 and 64 positions" in error
 
 
-def test_a_used_workdir_needs_resume(prepared, straight):
-    result = subprocess.run(_command(prepared, straight), capture_output=True, text=True, timeout=300)
+def test_a_used_workdir_needs_resume(pretrain_data, straight):
+    result = subprocess.run(_command(pretrain_data, straight), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
-def test_report_has_plots_and_the_learning_check(prepared, straight, tmp_path):
+def test_report_has_plots_and_the_learning_check(pretrain_data, straight, tmp_path):
     from model.report import most_frequent_token_baseline, write_report
 
-    check = write_report(str(prepared), str(straight), str(tmp_path / "report.md"))
+    check = write_report(str(pretrain_data), str(straight), str(tmp_path / "report.md"))
     final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
     assert check["eval_mlm_accuracy"] == final["mlm_accuracy"]
-    token, baseline, predictions = most_frequent_token_baseline(str(prepared), final["instances"])
+    token, baseline, predictions = most_frequent_token_baseline(str(pretrain_data), final["instances"])
     assert (check["most_frequent_token_id"], check["most_frequent_token_accuracy"]) == (token, baseline)
     assert predictions == final["mlm_predictions"]  # the same instances the evaluation read
     text = (tmp_path / "report.md").read_text()
@@ -172,9 +166,9 @@ def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
     assert "no evaluation (no eval split)" in (tmp_path / "report.md").read_text()
 
 
-def test_the_learning_benchmark_reads_a_run(prepared, straight):
+def test_the_learning_benchmark_reads_a_run(pretrain_data, straight):
     """benchmarks/learning.py as `make bench` runs it: a script beside benchmarks/model.py."""
-    result = subprocess.run([sys.executable, "benchmarks/learning.py", "--data", str(prepared),
+    result = subprocess.run([sys.executable, "benchmarks/learning.py", "--data", str(pretrain_data),
                              "--workdir", str(straight)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
