@@ -257,18 +257,24 @@ def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
     Read by model/tfcheckpoint.py, without TensorFlow; only the model's
     variables are read, not the optimizer's slots.
     """
+    from model.tfcheckpoint import TFCheckpoint
+
+    return _tf_params(TFCheckpoint(path), config)
+
+
+def _tf_params(checkpoint, config: AlbertConfig) -> dict:
+    """Our params from an opened model.tfcheckpoint.TFCheckpoint."""
     import jax
 
     from model.albert import init_params
-    from model.tfcheckpoint import CheckpointError, TFCheckpoint
+    from model.tfcheckpoint import CheckpointError
 
-    checkpoint = TFCheckpoint(path)
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     names = [_tf_name(leaf_path)[0] for leaf_path in traverse_util.flatten_dict(template)]
     missing = [name for name in names if name not in checkpoint.entries]
     if missing:
-        raise CheckpointError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of this "
-                       f"config, e.g. {missing[0]}: another config or not an ALBERT checkpoint?")
+        raise CheckpointError(f"{checkpoint.index_path} lacks {len(missing)} of the {len(names)} variables of "
+                              f"this config, e.g. {missing[0]}: another config or not an ALBERT checkpoint?")
     return from_tf_variables(checkpoint.read_all(names), template)
 
 
@@ -319,11 +325,7 @@ def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
             item=target, restore_args=restore_args, partial_restore=True))).state
     finally:
         manager.close()
-    return _to_numpy(state["params"]), config
-
-
-def _to_numpy(tree: Mapping) -> dict:
-    return {k: _to_numpy(v) if isinstance(v, Mapping) else np.asarray(v) for k, v in tree.items()}
+    return jax.tree_util.tree_map(np.asarray, state["params"]), config
 
 
 def load_weights(path: str, config: AlbertConfig | None = None, step: int | None = None) -> tuple[dict, AlbertConfig]:
@@ -369,4 +371,4 @@ def load_weights(path: str, config: AlbertConfig | None = None, step: int | None
             config, vocab_size=shapes.get("bert/embeddings/word_embeddings", (config.vocab_size,))[0],
             max_position_embeddings=shapes.get("bert/embeddings/position_embeddings",
                                                (config.max_position_embeddings,))[0])
-    return load_tf_checkpoint(checkpoint.prefix, config), config
+    return _tf_params(checkpoint, config), config

@@ -64,6 +64,7 @@ def created(path: str) -> Iterator[BinaryIO]:
     directory, name = path.rsplit("/", 1) if "/" in path else ("", path)
     temporary = FileSystems.join(directory, temporary_name(name)) if directory else temporary_name(name)
     file = FileSystems.create(temporary)
+    renamed = False
     try:
         try:
             yield file
@@ -76,6 +77,7 @@ def created(path: str) -> Iterator[BinaryIO]:
                 raise
             FileSystems.delete([path])
             FileSystems.rename([temporary], [path])
+        renamed = True
     finally:
-        if FileSystems.exists(temporary):
+        if not renamed and FileSystems.exists(temporary):  # no extra round trip on success
             FileSystems.delete([temporary])
