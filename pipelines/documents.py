@@ -24,7 +24,10 @@ class Outcome(str, enum.Enum):
     REDIRECT = "redirect"
     OTHER_NAMESPACE = "other_namespace"
     EMPTY = "empty"  # nothing left after cleaning
-    PARSE_ERROR = "parse_error"  # markup or record that could not be parsed
+    PARSE_ERROR = "parse_error"  # markup, record or file that could not be parsed
+    BINARY = "binary"  # a file that is not text (by its share of control bytes)
+    TOO_LARGE = "too_large"  # a page over --max-page-chars
+    TOO_COMPLEX = "too_complex"  # a page whose markup would take, or took, too long to parse
 
 
 @dataclasses.dataclass(frozen=True)

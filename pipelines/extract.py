@@ -83,8 +83,22 @@ class ExtractTask(beam.DoFn):
             "refused": report.refused,
             "sentences": report.sentences,
             "characters": report.characters,
+            "blocks_dropped": dict(report.blocks_dropped),
+            "sentences_dropped": dict(report.sentences_dropped),
+            "template_holes": dict(report.holes),
             "outputs": names,
         }
+
+
+def _merged_counter(reports: list[dict], key: str) -> Counter:
+    total: Counter = Counter()
+    for report in reports:
+        total.update(report.get(key, {}))
+    return total
+
+
+def _merged(reports: list[dict], key: str) -> dict:
+    return dict(sorted(_merged_counter(reports, key).items()))
 
 
 def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
@@ -111,6 +125,12 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
         "documents": outcomes[Outcome.ARTICLE.value],
         "sentences": sum(r["sentences"] for r in reports),
         "characters": sum(r["characters"] for r in reports),
+        # what was left out of documents that were kept: non-prose blocks by kind, and
+        # sentences dropped or mended by reason (template_hole, word_too_long, split_too_long, ...)
+        "blocks_dropped": _merged(reports, "blocks_dropped"),
+        "sentences_dropped": _merged(reports, "sentences_dropped"),
+        # templates we could not render inside prose, most frequent first (a hole drops its sentence)
+        "template_holes": dict(_merged_counter(reports, "template_holes").most_common(50)),
         "by_source": {source: dict(counts) for source, counts in sorted(by_source.items())},
         "by_file": {path: dict(counts) for path, counts in sorted(by_file.items())},
         "files": {

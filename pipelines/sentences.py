@@ -21,7 +21,9 @@ sentence is exactly the text of the input, whitespace collapsed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 
 import syntok.segmenter
 from syntok._segmentation_states import State  # syntok's own abbreviation and month lists
@@ -85,3 +87,55 @@ def split_sentences_syntok(paragraph: str) -> list[str]:
     ends = starts[1:] + [len(paragraph)]
     sentences = (" ".join(paragraph[a:b].split()) for a, b in zip(starts, ends))
     return [s for s in sentences if _WORD_CHARACTER.search(s)]
+
+
+# --- screening: what a sentence may not be ------------------------------------
+
+HOLE = "\ue000"  # where the wikitext renderer could not write a template as text
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+@dataclasses.dataclass(frozen=True)
+class SentenceLimits:
+    """Caps on one sentence; a longer one is split at word boundaries, or
+    dropped when a single word is over the cap."""
+
+    max_chars: int = 2000  # ALBERT's 512-token window holds about 2,000 characters of English
+    max_words: int = 300
+    max_word_chars: int = 100  # longer "words" are base64, URLs glued together, or junk
+
+    def __post_init__(self) -> None:
+        if min(self.max_chars, self.max_words, self.max_word_chars) < 1:
+            raise ValueError("sentence limits must be positive")
+
+
+def screen(sentence: str, limits: SentenceLimits, dropped: Counter) -> list[str]:
+    """The sentence as it may be written: control characters removed, over-
+    long ones cut into pieces of at most `limits`, and none at all (counted in
+    `dropped` by reason) when it holds a hole or a word over the cap."""
+    if HOLE in sentence:
+        dropped["template_hole"] += 1
+        return []
+    if _CONTROL.search(sentence):
+        sentence = " ".join(_CONTROL.sub(" ", sentence).split())
+        dropped["control_characters_removed"] += 1
+        if not _WORD_CHARACTER.search(sentence):
+            return []
+    if len(sentence) <= limits.max_chars and sentence.count(" ") < limits.max_words:
+        if all(len(word) <= limits.max_word_chars for word in sentence.split(" ")) \
+                or len(sentence) <= limits.max_word_chars:
+            return [sentence]
+    words = sentence.split(" ")
+    if any(len(word) > limits.max_word_chars for word in words):
+        dropped["word_too_long"] += 1
+        return []
+    dropped["split_too_long"] += 1
+    pieces, current, size = [], [], 0
+    for word in words:
+        if current and (len(current) >= limits.max_words or size + 1 + len(word) > limits.max_chars):
+            pieces.append(" ".join(current))
+            current, size = [], 0
+        current.append(word)
+        size += len(word) + (1 if size else 0)
+    pieces.append(" ".join(current))
+    return pieces

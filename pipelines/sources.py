@@ -16,6 +16,7 @@ import bz2
 import dataclasses
 import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -24,8 +25,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import books, mediawiki, textformats
 from pipelines.documents import Document, Outcome, Section, Skip
-from pipelines.sentences import split_sentences
-from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError, wikitext_to_blocks
+from pipelines.sentences import SentenceLimits, screen, split_sentences
+from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError
+from pipelines.wikitext import render as render_wikitext
 
 KINDS = ("wiki", "book", "sentences", "jsonl", "tfds")
 _MAX_SKIP_EXAMPLES = 20  # per task; the counts are always complete
@@ -43,6 +45,10 @@ class PlanOptions:
     text_field: str = "text"
     title_field: str = "title"
     tfds_data_dir: str | None = None
+    keep_lists: bool = False  # list items of wiki pages become sentences instead of being dropped
+    sentence_limits: SentenceLimits = SentenceLimits()
+    max_page_chars: int = 2_000_000  # the longest real English articles have about 1.3 M
+    parse_seconds: float = 20.0  # a page whose markup takes longer is skipped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +85,9 @@ class TaskReport:
     refused: dict[str, str] = dataclasses.field(default_factory=dict)  # unsafe XML
     sentences: int = 0
     characters: int = 0
+    blocks_dropped: Counter = dataclasses.field(default_factory=Counter)  # non-prose blocks, by kind
+    sentences_dropped: Counter = dataclasses.field(default_factory=Counter)  # and sentences fixed, by reason
+    holes: Counter = dataclasses.field(default_factory=Counter)  # unrendered templates in prose, by name
 
     def count(self, outcome: Outcome, skip: Skip | None = None) -> None:
         self.outcomes[outcome.value] += 1
@@ -237,9 +246,15 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
 # --- reading ----------------------------------------------------------------
 
 
-def _document(doc_id: str, source: str, title: str, paragraphs: list[str]) -> Document:
-    sentences = [s for paragraph in paragraphs for s in split_sentences(paragraph)]
-    return Document(id=doc_id, source=source, title=title, sentences=tuple(sentences))
+def _sentences(paragraph: str, task: ReadTask, report: TaskReport) -> list[str]:
+    """The paragraph's sentences as they may be written (see sentences.screen)."""
+    limits, dropped = task.options.sentence_limits, report.sentences_dropped
+    return [piece for sentence in split_sentences(paragraph) for piece in screen(sentence, limits, dropped)]
+
+
+def _document(task: ReadTask, report: TaskReport, doc_id: str, title: str, paragraphs: list[str]) -> Document:
+    sentences = [s for paragraph in paragraphs for s in _sentences(paragraph, task, report)]
+    return Document(id=doc_id, source=task.source, title=title, sentences=tuple(sentences))
 
 
 def _emit(document: Document, report: TaskReport, skip: Skip) -> Iterator[Document]:
@@ -252,15 +267,41 @@ def _emit(document: Document, report: TaskReport, skip: Skip) -> Iterator[Docume
     yield document
 
 
-def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str]) -> Document:
+# mwparserfromhell's tokenizer backtracks over the rest of the page for each
+# unclosed "{{" or "[": about 2.4e-8 s per (unclosed opener x character).
+_PARSE_COST_LIMIT = 2e8  # unclosed openers x characters: about 5 s
+
+
+def _parse_guard(text: str, options: PlanOptions) -> str:
+    """Why the page must not be parsed, or ""."""
+    if len(text) > options.max_page_chars:
+        return f"{len(text)} characters of wikitext, over the limit of {options.max_page_chars}"
+    unclosed = max(0, text.count("{{") - text.count("}}")) + max(0, text.count("[") - text.count("]"))
+    if unclosed * len(text) > _PARSE_COST_LIMIT:
+        return f"{unclosed} unclosed '{{{{' or '[' in {len(text)} characters: the parser would take minutes"
+    return ""
+
+
+def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str], report: TaskReport) -> Document:
+    started = time.monotonic()
+    rendered = render_wikitext(page.text, hidden, keep_lists=task.options.keep_lists)
+    if time.monotonic() - started > task.options.parse_seconds:
+        raise _PageTooComplex(f"its markup took {time.monotonic() - started:.0f} s to parse, "
+                              f"over the deadline of {task.options.parse_seconds:g} s")
+    report.blocks_dropped.update(rendered.dropped)
+    report.holes.update(rendered.holes)
     sentences: list[str] = []
     sections: list[Section] = []
-    for block in wikitext_to_blocks(page.text, hidden):
+    for block in rendered.blocks:
         if block.heading_level:
             sections.append(Section(block.text, block.heading_level, len(sentences)))
         else:
-            sentences.extend(split_sentences(block.text))
+            sentences.extend(_sentences(block.text, task, report))
     return Document(f"{task.id_prefix}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections))
+
+
+class _PageTooComplex(Exception):
+    pass
 
 
 def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
@@ -282,11 +323,18 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
                 report.count(Outcome.OTHER_NAMESPACE)
             elif page.redirect:
                 report.count(Outcome.REDIRECT)
+            elif guard := _parse_guard(page.text, task.options):
+                outcome = Outcome.TOO_LARGE if guard.endswith(f"limit of {task.options.max_page_chars}") \
+                    else Outcome.TOO_COMPLEX
+                report.count(outcome, Skip(outcome, task.path, place, guard))
             else:
                 try:
-                    document = _wiki_document(task, page, siteinfo.hidden_link_namespaces)
+                    document = _wiki_document(task, page, siteinfo.hidden_link_namespaces, report)
                 except WikitextError as error:
                     report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, str(error)))
+                    continue
+                except _PageTooComplex as error:
+                    report.count(Outcome.TOO_COMPLEX, Skip(Outcome.TOO_COMPLEX, task.path, place, str(error)))
                     continue
                 yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences after cleaning"))
     except mediawiki.DumpTruncated as error:
@@ -301,7 +349,7 @@ def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
     if decoded.fallback:
         report.decoding_fallbacks[task.path] = decoded.encoding
     book = books.parse_book(decoded.text, fallback_title=_stem(task.path))
-    document = _document(f"{task.id_prefix}:{_stem(task.path)}", task.source, book.title, book.paragraphs)
+    document = _document(task, report, f"{task.id_prefix}:{_stem(task.path)}", book.title, book.paragraphs)
     yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, "whole file", "no sentences"))
 
 
@@ -313,7 +361,9 @@ def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
             report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, place, record.error))
             continue
         if record.lines is not None:
-            sentences = tuple(" ".join(line.split()) for line in record.lines)
+            limits, dropped = task.options.sentence_limits, report.sentences_dropped
+            sentences = tuple(piece for line in record.lines
+                              for piece in screen(" ".join(line.split()), limits, dropped))
             document = Document(f"{task.id_prefix}:{record.offset}", task.source, "", sentences)
             yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place))
             continue
@@ -324,7 +374,7 @@ def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
             continue
         key = record.fields.get("id", record.offset)
         title = record.fields.get(task.options.title_field, "")
-        document = _document(f"{task.id_prefix}:{key}", task.source, str(title), text.splitlines())
+        document = _document(task, report, f"{task.id_prefix}:{key}", str(title), text.splitlines())
         yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
 
 
@@ -344,7 +394,7 @@ def _read_tfds(task: ReadTask, report: TaskReport) -> Iterator[Document]:
         text = _as_text(record[task.options.text_field])
         title = _as_text(record.get(task.options.title_field, b""))
         doc_id = f"{task.id_prefix}:{task.split}:{index}"
-        document = _document(doc_id, task.source, title, text.splitlines())
+        document = _document(task, report, doc_id, title, text.splitlines())
         yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences"))
 
 

@@ -1,47 +1,84 @@
-"""Wikitext to plain paragraphs, with mwparserfromhell.
+"""Wikitext to plain paragraphs, driven by mwparserfromhell's tokenizer.
 
-We walk mwparserfromhell's node tree instead of calling `strip_code()`:
-strip_code keeps the captions of images and the text of tables and refs
-and turns headings into sentences. Here templates, refs, tables, files and
-images, categories, interlanguage links, comments and math are dropped;
-links keep their visible text; bold and italic keep their contents; and a
-heading becomes a `Section`, never a sentence.
+We read the token stream of mwparserfromhell's C tokenizer and render it
+in one pass, without building its node tree: the tree was half of the
+corpus stage's time, the tokenizer a fourteenth. The tokens are the real
+parser's (templates, links, tags, tables, headings, lists, entities), so
+no regex guesses at markup.
+
+What the renderer keeps, as MediaWiki shows it to a reader:
+- text, the visible text of links, bold and italic, and HTML entities;
+- the inline templates that carry text (pipelines/templates.py); any other
+  template inside a sentence leaves a hole, and the sentence is dropped
+  (pipelines/sentences.py counts it), never emitted with a word missing;
+- paragraphs as MediaWiki makes them: single newlines join lines, blank
+  lines, headings, lists and tables end a paragraph.
+
+What it drops, counted by kind in `Rendered.dropped`: list items, definition
+lists and indented lines (kept as sentences with `keep_lists`), tables,
+galleries and other non-prose tags, refs, files, categories, interlanguage
+links, comments, and the sections that hold only links and citations
+(References, External links, See also, ...; never "Literature", which is
+prose about literature as often as a reading list).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
+from collections import Counter
 
-import mwparserfromhell
-from mwparserfromhell import nodes as mw
+from mwparserfromhell.parser import tokens as T
 
-# Tags whose contents are not prose.
+from pipelines import templates
+from pipelines.sentences import HOLE
+
+try:  # the C tokenizer; the pure-Python one gives the same tokens, slower
+    from mwparserfromhell.parser._tokenizer import CTokenizer as _Tokenizer
+except ImportError:  # pragma: no cover - wheels ship the C extension
+    from mwparserfromhell.parser.tokenizer import Tokenizer as _Tokenizer
+
+# Tags whose contents are not running text: dropped whole, counted by name.
 _DROPPED_TAGS = frozenset(
-    """ref references table tr td th caption gallery math chem ce code
-    syntaxhighlight source pre score timeline imagemap hiero graph mapframe
-    maplink templatedata templatestyles inputbox categorytree includeonly
-    noinclude section indicator""".split()
+    """ref references table gallery timeline imagemap graph mapframe maplink templatedata templatestyles
+    inputbox categorytree includeonly noinclude section indicator pre syntaxhighlight source score
+    hiero""".split()
 )
+# Tags that stand for a word of the sentence we cannot write as text: a hole.
+_HOLE_TAGS = frozenset("math chem ce code".split())
+_LIST_MARKUP = frozenset("*#;:")
 # Sections that hold lists of links and citations, not prose.
-_DROPPED_SECTIONS = frozenset(
-    """see also|references|external links|further reading|notes|bibliography|
-    sources|citations|footnotes|notes and references|works cited|
-    literature|selected bibliography""".replace("\n", "").split("|")
+DROPPED_SECTIONS = frozenset(
+    s.strip() for s in """see also|references|external links|further reading|notes|bibliography|sources|
+    citations|footnotes|notes and references|references and notes|works cited|selected bibliography|
+    general references|cited sources|cited works|specific references|explanatory notes|reference notes|
+    notes and sources|sources and further reading|primary sources|secondary sources|publications|
+    discography|filmography|selected works|works|external sources|links|online sources|gallery|
+    further information|other sources""".replace("\n", "").split("|")
 )
-_DROPPED_SECTIONS = frozenset(s.strip() for s in _DROPPED_SECTIONS)
 
 # English canonical names; a dump's <siteinfo> adds its localised names.
 DEFAULT_HIDDEN_LINK_NAMESPACES = frozenset({"file", "image", "media", "category"})
 _INTERLANGUAGE_PREFIX = re.compile(r"^[a-z]{2,3}(-[a-z]+)*$")
 
-_HEADING_MARK = "\x00"
+_HEADING = "\x00"  # "\x00<level>\x00<title>" on a line of its own
+_LIST_ITEM = "\x01"  # starts a line that is a list item
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _QUOTE_MARKUP = re.compile(r"'{2,}")
 _EMPTY_PARENS = re.compile(r"[(\[]\s*[,;:]*\s*[)\]]")
 _DANGLING_SEPARATOR = re.compile(r"(?<=\()\s*[,;:]\s*|\s*[,;:]\s*(?=\))")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
-_LEFTOVER_MARKUP = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}|<ref|</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>")
+# A template right after a sentence's end, or before a paragraph's or a
+# sentence's capital first word, is not inside a sentence (a footnote, an
+# icon, a box): it leaves no hole. Anywhere else it does.
+_EDGE_HOLE = re.compile(
+    rf"(?<=[.!?])([\"'\u201d\u2019)\]]*){HOLE}+"
+    rf"|(^|[.!?][\"'\u201d\u2019)\]]*\s+)[{HOLE}\s]*{HOLE}\s*(?=[^\sa-z{HOLE}])"
+)
+# Markup the tokenizer left as text (an unclosed "<ref>", "{{" or "[["):
+# made a hole, so its sentence is dropped rather than emitted with markup.
+_LEFTOVER_MARKUP = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}|</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>|<ref\b")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -51,69 +88,214 @@ class WikitextError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A paragraph of plain text, or a heading when `heading_level` > 0."""
+    """A paragraph of plain text, a heading when `heading_level` > 0, or a
+    list item when `list_item` (only with keep_lists)."""
 
     text: str
     heading_level: int = 0
+    list_item: bool = False
 
 
 @dataclasses.dataclass
+class Rendered:
+    blocks: list[Block]
+    dropped: Counter  # non-prose blocks dropped, by kind: list_item, table, gallery, ...
+    holes: Counter  # unrendered templates inside paragraphs, by name
+
+
+def _entity(tokens: list, i: int) -> tuple[str, int]:
+    """The character of an HTML entity starting at tokens[i] (HTMLEntityStart)."""
+    parts = ["&"]
+    i += 1
+    while not isinstance(tokens[i], T.HTMLEntityEnd):
+        token = tokens[i]
+        if isinstance(token, T.HTMLEntityNumeric):
+            parts.append("#")
+        elif isinstance(token, T.HTMLEntityHex):
+            parts.append(token.char)
+        elif isinstance(token, T.Text):
+            parts.append(token.text)
+        i += 1
+    char = html.unescape("".join(parts) + ";")
+    return (" " if char.isspace() else char), i + 1
+
+
 class _Renderer:
-    hidden_link_namespaces: frozenset[str]
-    out: list[str] = dataclasses.field(default_factory=list)
+    """One pass over the tokens; `render(i, until)` appends the text of
+    tokens[i:] to `out` until a token of a type in `until` at this level."""
 
-    def render(self, wikicode: mwparserfromhell.wikicode.Wikicode) -> None:
-        for node in wikicode.nodes:
-            self.node(node)
+    def __init__(self, tokens: list, hidden: frozenset[str]):
+        self.tokens = tokens
+        self.hidden = hidden
+        self.out: list[str] = []
+        self.dropped: Counter = Counter()
+        self.holes: Counter = Counter()
 
-    def node(self, node: mw.Node) -> None:
-        if isinstance(node, mw.Text):
-            self.out.append(node.value)
-        elif isinstance(node, mw.Wikilink):
-            self.wikilink(node)
-        elif isinstance(node, mw.ExternalLink):
-            if node.title is not None:
-                self.render(node.title)
-        elif isinstance(node, mw.Tag):
-            self.tag(node)
-        elif isinstance(node, mw.Heading):
-            title = _plain(node.title, self.hidden_link_namespaces)
-            self.out.append(f"\n{_HEADING_MARK}{node.level}{_HEADING_MARK}{title}\n")
-        elif isinstance(node, mw.HTMLEntity):
-            char = node.normalize()
-            self.out.append(" " if char.isspace() else char)
-        # Templates, arguments ({{{1}}}) and comments render as nothing.
+    def text_of(self, i: int, until: tuple) -> tuple[str, int]:
+        saved, self.out = self.out, []
+        i = self.render(i, until)
+        text, self.out = "".join(self.out), saved
+        return text, i
 
-    def wikilink(self, node: mw.Wikilink) -> None:
-        target = str(node.title).strip()
+    def skip(self, i: int, open_type: type, close_type: type) -> int:
+        """Index after the close token matching the open token at i."""
+        depth = 0
+        tokens = self.tokens
+        while i < len(tokens):
+            token = tokens[i]
+            if isinstance(token, open_type):
+                depth += 1
+            elif isinstance(token, close_type):
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+        return i
+
+    def skip_tag(self, i: int) -> int:
+        """Index after the tag opening at i (TagOpenOpen), contents and all."""
+        depth = 0
+        tokens = self.tokens
+        while i < len(tokens):
+            token = tokens[i]
+            if isinstance(token, T.TagOpenOpen):
+                depth += 1
+            elif isinstance(token, (T.TagCloseSelfclose, T.TagOpenClose)):
+                depth -= 1
+                if depth == 0:
+                    if isinstance(token, T.TagOpenClose):
+                        while i < len(tokens) and not isinstance(tokens[i], T.TagCloseClose):
+                            i += 1
+                    return i + 1
+            i += 1
+        return i
+
+    def render(self, i: int, until: tuple = ()) -> int:
+        tokens = self.tokens
+        out = self.out
+        n = len(tokens)
+        while i < n:
+            token = tokens[i]
+            kind = type(token)
+            if kind is T.Text:
+                out.append(token.text)
+                i += 1
+            elif until and isinstance(token, until):
+                return i
+            elif kind is T.TemplateOpen:
+                i = self.template(i)
+            elif kind is T.WikilinkOpen:
+                i = self.wikilink(i)
+            elif kind is T.TagOpenOpen:
+                i = self.tag(i)
+            elif kind is T.ExternalLinkOpen:
+                i = self.external_link(i)
+            elif kind is T.HTMLEntityStart:
+                char, i = _entity(tokens, i)
+                out.append(char)
+            elif kind is T.HeadingStart:
+                title, i = self.text_of(i + 1, (T.HeadingEnd,))
+                out.append(f"\n{_HEADING}{token.level}{_HEADING}{_tidy(title.replace(HOLE, ''))}\n")
+                i += 1
+            elif kind is T.CommentStart:
+                i = self.skip(i, T.CommentStart, T.CommentEnd)
+            elif kind is T.ArgumentOpen:  # {{{1}}}: a template's parameter, nothing on an article
+                i = self.skip(i, T.ArgumentOpen, T.ArgumentClose)
+            else:  # a stray separator or close at this level: not text
+                i += 1
+        return i
+
+    def template(self, i: int) -> int:
+        name, i = self.text_of(i + 1, (T.TemplateParamSeparator, T.TemplateClose))
+        positional: list[str] = []
+        named: dict[str, str] = {}
+        while isinstance(self.tokens[i], T.TemplateParamSeparator) if i < len(self.tokens) else False:
+            value, i = self.text_of(i + 1, (T.TemplateParamSeparator, T.TemplateParamEquals, T.TemplateClose))
+            if i < len(self.tokens) and isinstance(self.tokens[i], T.TemplateParamEquals):
+                named[value.strip()], i = self.text_of(i + 1, (T.TemplateParamSeparator, T.TemplateClose))
+            else:
+                positional.append(value)
+        i += 1  # TemplateClose
+        text = templates.render(name, positional, named)
+        if text is None:
+            self.holes[templates.normalize_name(name).lower()] += 1
+            self.out.append(HOLE)
+        else:
+            self.out.append(text)
+        return i
+
+    def wikilink(self, i: int) -> int:
+        start = i
+        target, i = self.text_of(i + 1, (T.WikilinkSeparator, T.WikilinkClose))
+        target = target.strip()
+        has_text = isinstance(self.tokens[i], T.WikilinkSeparator) if i < len(self.tokens) else False
+        visible = target
         if target.startswith(":"):  # [[:Category:X]] is a visible link
-            target = target[1:]
+            visible = target[1:]
         elif ":" in target:
             prefix = target.split(":", 1)[0].strip().lower()
-            if prefix in self.hidden_link_namespaces:
-                return
-            if node.text is None and _INTERLANGUAGE_PREFIX.match(prefix):
-                return
-        if node.text is not None:
-            self.render(node.text)
+            if prefix in self.hidden or (not has_text and _INTERLANGUAGE_PREFIX.match(prefix)):
+                if prefix in ("file", "image") or prefix in self.hidden and prefix not in ("category", "media"):
+                    self.dropped["file"] += 1
+                return self.skip(start, T.WikilinkOpen, T.WikilinkClose)
+        if has_text:
+            text, i = self.text_of(i + 1, (T.WikilinkClose,))
+            self.out.append(text)
         else:
-            self.out.append(target.split("#", 1)[0] or target)
+            self.out.append(visible.split("#", 1)[0] or visible)
+        return i + 1
 
-    def tag(self, node: mw.Tag) -> None:
-        name = str(node.tag).strip().lower()
-        if name in _DROPPED_TAGS:
-            return
-        if name in ("br", "hr"):
-            self.out.append(" " if name == "br" else "\n")
-            return
-        if node.contents is not None and not node.self_closing:
-            self.render(node.contents)
+    def external_link(self, i: int) -> int:
+        bracketed = self.tokens[i].brackets
+        url, i = self.text_of(i + 1, (T.ExternalLinkSeparator, T.ExternalLinkClose))
+        if i < len(self.tokens) and isinstance(self.tokens[i], T.ExternalLinkSeparator):
+            title, i = self.text_of(i + 1, (T.ExternalLinkClose,))
+            self.out.append(title)
+        elif not bracketed:
+            self.out.append(url)  # a bare URL is a word of the sentence
+        # [http://x] alone shows as a footnote number: nothing
+        return i + 1
 
-
-def _plain(wikicode: mwparserfromhell.wikicode.Wikicode, hidden: frozenset[str]) -> str:
-    renderer = _Renderer(hidden)
-    renderer.render(wikicode)
-    return _tidy("".join(renderer.out))
+    def tag(self, i: int) -> int:
+        tokens = self.tokens
+        markup = getattr(tokens[i], "wiki_markup", None)
+        j = i + 1
+        name_parts = []
+        while j < len(tokens) and isinstance(tokens[j], T.Text):
+            name_parts.append(tokens[j].text)
+            j += 1
+        name = "".join(name_parts).strip().lower()
+        while j < len(tokens) and not isinstance(tokens[j], (T.TagCloseOpen, T.TagCloseSelfclose)):
+            j += 1  # attributes
+        if j >= len(tokens):
+            return j
+        if isinstance(tokens[j], T.TagCloseSelfclose):
+            if markup in _LIST_MARKUP or name in ("li", "dt", "dd"):
+                self.out.append(_LIST_ITEM + (markup or "*"))
+            elif name == "br":
+                self.out.append(" ")
+            elif name == "hr":
+                self.out.append("\n")
+            return j + 1
+        if name in _DROPPED_TAGS or name in _HOLE_TAGS:
+            if name in _HOLE_TAGS:
+                self.out.append(HOLE)
+                self.holes[f"<{name}>"] += 1
+            elif name not in ("ref", "references", "includeonly", "noinclude", "section", "indicator",
+                              "templatestyles", "templatedata"):
+                self.dropped["table" if name == "table" else name] += 1
+                self.out.append("\n")  # a block: it ends the paragraph
+            return self.skip_tag(i)
+        if name in ("li", "dt", "dd", "ul", "ol", "dl") and markup is None:
+            self.out.append("\n" + _LIST_ITEM + "*" if name in ("li", "dt", "dd") else "\n")
+        if name == "nowiki":
+            pass  # its contents are plain text tokens already
+        j = self.render(j + 1, (T.TagOpenClose,))
+        while j < len(tokens) and not isinstance(tokens[j], T.TagCloseClose):
+            j += 1
+        if name in ("p", "div", "blockquote", "center", "poem", "li", "ul", "ol", "dl"):
+            self.out.append("\n")
+        return j + 1
 
 
 def _tidy(text: str) -> str:
@@ -126,41 +308,84 @@ def _tidy(text: str) -> str:
     return " ".join(text.split())
 
 
-def wikitext_to_blocks(
+def _paragraph(lines: list[str], holes: Counter) -> str:
+    text = _tidy(" ".join(lines))
+    text, leftovers = _LEFTOVER_MARKUP.subn(HOLE, text)
+    if leftovers:
+        holes["(unparsed markup)"] += leftovers
+    if HOLE not in text:
+        return text
+    text = _EDGE_HOLE.sub(lambda m: m.group(1) or m.group(2) or "", text)
+    return text.rstrip(HOLE + " ") if text.rstrip(HOLE + " ")[-1:] in ".!?\"')" else text
+
+
+def render(
     wikitext: str,
     hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES,
-) -> list[Block]:
-    """Paragraphs and headings of a page, markup removed.
-
-    Paragraphs that still hold markup after cleaning (unbalanced brackets,
-    stray tags) are dropped rather than guessed at, as are the reference
-    and link-list sections named in `_DROPPED_SECTIONS`.
-    """
+    keep_lists: bool = False,
+) -> Rendered:
+    """The page as paragraphs and headings, with what was dropped counted."""
     try:
-        parsed = mwparserfromhell.parse(wikitext)
-        renderer = _Renderer(hidden_link_namespaces)
-        renderer.render(parsed)
-    except Exception as error:  # the parser's failures are not one class
+        tokens = _Tokenizer().tokenize(wikitext, 0, False)
+    except Exception as error:  # the tokenizer's failures are not one class
         raise WikitextError(f"{type(error).__name__}: {error}") from error
+    renderer = _Renderer(tokens, hidden_link_namespaces)
+    renderer.render(0)
+    dropped = renderer.dropped
 
     blocks: list[Block] = []
+    paragraph: list[str] = []
     skip_below_level = 0  # inside a dropped section of this level
+
+    def flush() -> None:
+        if paragraph:
+            text = _paragraph(paragraph, renderer.holes)
+            if _LETTER.search(text):
+                blocks.append(Block(text))
+            paragraph.clear()
+
     for line in "".join(renderer.out).split("\n"):
-        if line.startswith(_HEADING_MARK):
-            _, level, title = line.split(_HEADING_MARK, 2)
-            level = int(level)
+        if line.startswith(_HEADING):
+            flush()
+            _, level_text, title = line.split(_HEADING, 2)
+            level = int(level_text)
             if skip_below_level and level > skip_below_level:
                 continue
-            skip_below_level = level if title.strip().lower() in _DROPPED_SECTIONS else 0
-            if not skip_below_level and title:
+            skip_below_level = level if title.strip().lower() in DROPPED_SECTIONS else 0
+            if skip_below_level:
+                dropped["section"] += 1
+            elif title:
                 blocks.append(Block(title, level))
             continue
         if skip_below_level:
             continue
         stripped = line.strip()
-        if not stripped or stripped[0] in "|!{":  # table rows the parser left as text
-            continue
-        text = _tidy(stripped)
-        if _LETTER.search(text) and not _LEFTOVER_MARKUP.search(text):
-            blocks.append(Block(text))
-    return blocks
+        if not stripped.strip(HOLE + " "):
+            flush()
+        elif stripped.startswith(_LIST_ITEM):
+            flush()
+            markers = stripped[:2]  # the item marker and its markup character
+            body = stripped.lstrip(_LIST_ITEM + "*#;:").strip()
+            kind = "definition_list" if markers[1:2] in (";", ":") else "list_item"
+            if keep_lists and _LETTER.search(body):
+                text = _paragraph([body], renderer.holes)
+                if _LETTER.search(text):
+                    blocks.append(Block(text, list_item=True))
+            else:
+                dropped[kind] += 1
+        elif stripped[0] in "|!" or stripped.startswith("{|"):  # table rows the tokenizer left as text
+            flush()
+            dropped["table_row"] += 1
+        else:
+            paragraph.append(stripped)
+    flush()
+    return Rendered(blocks, dropped, renderer.holes)
+
+
+def wikitext_to_blocks(
+    wikitext: str,
+    hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES,
+    keep_lists: bool = False,
+) -> list[Block]:
+    """Paragraphs and headings of a page, markup removed."""
+    return render(wikitext, hidden_link_namespaces, keep_lists).blocks

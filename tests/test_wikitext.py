@@ -1,3 +1,6 @@
+from collections import Counter
+
+from pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
 from pipelines.wikitext import Block, wikitext_to_blocks
 
 PAGE = """{{Infobox person|name=Ada|birth_date={{birth date|1815|12|10}}}}
@@ -35,9 +38,8 @@ def test_markup_is_removed_and_headings_are_structure():
               "She wrote notes on the Analytical Engine."),
         Block("Early life", 2),
         Block("Her father was Lord Byron & her mother was Annabella."),
-        Block("She studied mathematics with Mary Somerville."),
         Block("Studies", 3),
-        Block("was in her notes."),
+        Block(HOLE + " was in her notes."),  # the formula is a word we cannot write: screen() drops it
         Block("Legacy", 2),
         Block("Ada is a programming language."),
     ]
@@ -48,9 +50,13 @@ def test_reference_sections_are_dropped_with_their_subsections():
     assert [b.text for b in wikitext_to_blocks(text)] == ["Prose here.", "Life", "Kept."]
 
 
-def test_unbalanced_markup_drops_the_paragraph_not_the_page():
-    text = "A good paragraph.\nA broken {{template that never closes.\nAnother [[good]] one."
-    assert [b.text for b in wikitext_to_blocks(text)] == ["A good paragraph.", "Another good one."]
+def test_unbalanced_markup_drops_the_sentence_not_the_paragraph():
+    text = "A good sentence.\nA broken {{template that never closes.\nAnother [[good]] one."
+    (block,) = wikitext_to_blocks(text)  # single newlines join: one paragraph
+    dropped = Counter()
+    kept = [s for sentence in split_sentences(block.text) for s in screen(sentence, SentenceLimits(), dropped)]
+    assert kept == ["A good sentence.", "Another good one."]
+    assert dropped == {"template_hole": 1}
 
 
 def test_visible_links_to_other_namespaces_keep_their_text():
