@@ -56,12 +56,39 @@ def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
                                do_lower_case=not args.no_lower_case, seed=args.seed, threads=args.spm_threads)
 
 
+# Exit codes (README, "Exit codes"): 0 every input read; 2 the job did not
+# start (the line says why); 3 it ran, but an input file was refused,
+# unreadable or cut off; 4 it ran and no document came out of any input.
+EXIT_OK, EXIT_NOT_STARTED, EXIT_INPUT_PROBLEMS, EXIT_NOTHING_READ = 0, 2, 3, 4
+
+
+def input_problems(summary: dict) -> list[str]:
+    """One line per input file that was not read whole, for stderr."""
+    files = summary["files"]
+    lines = [f"{path}: refused: {why}" for path, why in files["refused"].items()]
+    lines += [f"{path}: not read: {why}" for path, why in files.get("malformed", {}).items()]
+    lines += [f"{path}: cut off: {why}" for path, why in files["truncated"].items()]
+    binary = sorted({s["file"] for s in summary["skipped_examples"] if s["outcome"] == "binary"})
+    lines += [f"{path}: not read: binary, not text" for path in binary]
+    hidden = summary["outcomes"].get("binary", 0) - len(binary)
+    if hidden > 0:
+        lines.append(f"and {hidden} more binary inputs (summary.json)")
+    return lines
+
+
 def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
     summary = jobs.run_extract(args.inputs, args.output, _plan_options(args), _runner(args, beam_args), args.overwrite)
     print(json.dumps({k: summary[k] for k in ("read", "outcomes", "documents", "sentences", "files")}, indent=2))
     print(f"{summary['documents']} documents from {summary['read']} pages/books/records; "
           f"written to {args.output} (summary.json, documents-*.jsonl, documents-*.txt)")
-    return 0
+    problems = input_problems(summary)
+    for line in problems:
+        print(f"albertprep extract: {line}", file=sys.stderr)
+    if summary["documents"] == 0:
+        outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n) or "nothing"
+        print(f"albertprep extract: no documents: {summary['read']} units read ({outcomes})", file=sys.stderr)
+        return EXIT_NOTHING_READ
+    return EXIT_INPUT_PROBLEMS if problems else EXIT_OK
 
 
 def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -359,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, beam_args)
     except (jobs.JobError, VocabularyError) as error:
         print(f"albertprep {args.command}: {error}", file=sys.stderr)
-        return 2
+        return EXIT_NOT_STARTED
 
 
 if __name__ == "__main__":

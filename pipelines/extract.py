@@ -81,6 +81,8 @@ class ExtractTask(beam.DoFn):
             "decoding_fallbacks": report.decoding_fallbacks,
             "truncated": report.truncated,
             "refused": report.refused,
+            "malformed": report.malformed,
+            "repaired": report.repaired,
             "sentences": report.sentences,
             "characters": report.characters,
             "blocks_dropped": dict(report.blocks_dropped),
@@ -107,13 +109,20 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
     outcomes: Counter = Counter({o.value: 0 for o in Outcome})
     by_source: dict[str, Counter] = {}
     by_file: dict[str, Counter] = {}
-    fallbacks, truncated, refused = {}, {}, {}
+    fallbacks, truncated, refused, malformed, repaired = {}, {}, {}, {}, {}
     for report in reports:
         outcomes.update(report["outcomes"])
         by_source.setdefault(report["source"], Counter()).update(report["outcomes"])
         by_file.setdefault(report["path"], Counter()).update(report["outcomes"])
         fallbacks.update(report["decoding_fallbacks"])
         refused.update(report["refused"])
+        malformed.update(report["malformed"])
+        for path, counts in report["repaired"].items():
+            merged = repaired.setdefault(path, {"invalid_bytes": 0, "control_characters": 0, "first_at": -1})
+            merged["invalid_bytes"] += counts["invalid_bytes"]
+            merged["control_characters"] += counts["control_characters"]
+            if merged["first_at"] < 0:  # reports come in task order: the file's first task first
+                merged["first_at"] = counts["first_at"]
         for path, message in report["truncated"].items():
             truncated[path] = f"{truncated[path]}; {message}" if path in truncated else message
     files_read = sorted({path for report in reports for path in report["files_read"]})
@@ -138,6 +147,8 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
             "decoding_fallback": fallbacks,
             "truncated": truncated,
             "refused": refused,
+            "malformed": malformed,  # a parse_error of the whole file (or of a multistream range)
+            "repaired": repaired,  # invalid bytes and characters replaced by U+FFFD, pages kept
         },
         "skipped_examples": [skip for report in reports for skip in report["skips"]],
         "outputs": {
@@ -181,6 +192,8 @@ def build(pipeline: beam.Pipeline, tasks: list[sources.ReadTask], output_dir: st
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses a finished output unless told to overwrite; then clears it."""
+    if os.path.isfile(output_dir):
+        raise FileExistsError(f"--output {output_dir} is a file; give a directory (it is created if missing)")
     summary = FileSystems.join(output_dir, SUMMARY)
     if FileSystems.exists(summary):
         if not overwrite:

@@ -15,6 +15,7 @@ byte range of whole streams, so one dump is split across many workers.
 from __future__ import annotations
 
 import bz2
+import codecs
 import dataclasses
 import io
 import re
@@ -43,6 +44,10 @@ class DumpTruncated(Exception):
 
     Raised after every complete page before the cut has been yielded.
     """
+
+
+class DumpMalformed(Exception):
+    """The file is not XML, or its XML breaks in the middle (not at a cut)."""
 
 
 class UnsafeDump(Exception):
@@ -146,10 +151,72 @@ def iter_pages(stream: BinaryIO, siteinfo: SiteInfo | None = None) -> Iterator[P
             elif name == "siteinfo":
                 _siteinfo_from_element(element, siteinfo)
                 root.clear()
-    except (ParseError, EOFError, OSError) as error:
+    except ParseError as error:
+        # expat says "no element found" only when the data ends inside the
+        # document: a cut. Anything else is broken or is not XML at all.
+        if "no element found" in str(error) and root is not None:
+            raise DumpTruncated(f"after {pages} complete pages: {error}") from error
+        raise DumpMalformed(f"not well-formed XML after {pages} complete pages: {error}") from error
+    except (EOFError, OSError) as error:
         raise DumpTruncated(f"after {pages} complete pages: {error}") from error
     except DefusedXmlException as error:
         raise UnsafeDump(f"refused after {pages} pages: {error!r}") from error
+
+
+# Characters XML 1.0 forbids: expat stops at the first, losing the rest of the file.
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_REPLACEMENT = "\ufffd"
+
+
+@dataclasses.dataclass
+class Repairs:
+    """What `repaired_utf8` mended in one stream."""
+
+    invalid_bytes: int = 0  # bytes that were not UTF-8, each replaced by U+FFFD
+    control_characters: int = 0  # characters XML forbids, each replaced by U+FFFD
+    first_at: int = -1  # offset of the first repair, in bytes of the stream read
+
+
+def repaired_utf8(chunks: Iterable[bytes], repairs: Repairs) -> Iterator[bytes]:
+    """The chunks as valid UTF-8 XML: every invalid byte and every character
+    XML forbids replaced by U+FFFD and counted, so expat reads on past them
+    and the page that held them is kept."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    position = 0
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        yield _repair(text, chunk, position, repairs)
+        position += len(chunk)
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield _repair(tail, b"", position, repairs)
+
+
+def _repair(text: str, raw: bytes, position: int, repairs: Repairs) -> bytes:
+    replaced = text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode())
+    if replaced > 0:
+        repairs.invalid_bytes += replaced
+        if repairs.first_at < 0:
+            repairs.first_at = position + _first_invalid(raw)
+    control = _XML_INVALID.search(text)
+    if control:
+        if repairs.first_at < 0:
+            repairs.first_at = position + len(text[: control.start()].encode())
+        text, count = _XML_INVALID.subn(_REPLACEMENT, text)
+        repairs.control_characters += count
+    return text.encode("utf-8")
+
+
+def _first_invalid(raw: bytes) -> int:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start
+    return 0
+
+
+def file_chunks(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    return iter(lambda: f.read(size), b"")
 
 
 class _ChunkReader(io.RawIOBase):
@@ -223,6 +290,26 @@ def _decompressed_streams(compressed: BinaryIO, start: int, end: int) -> Iterato
         raise EOFError(f"bz2 stream cut off before byte {end}")
 
 
+_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([^"']+)""")
+
+
+def iter_repaired_pages(stream: BinaryIO, siteinfo: SiteInfo | None = None,
+                        repairs: Repairs | None = None) -> Iterator[Page]:
+    """`iter_pages` over a UTF-8 dump whose invalid bytes are mended
+    (`repaired_utf8`); a UTF-16 dump, or one declaring another encoding, is
+    read as it is."""
+    buffered = io.BufferedReader(stream, 1 << 16) if not hasattr(stream, "peek") else stream
+    head = buffered.peek(200)[:200]
+    declared = _DECLARED_ENCODING.match(head)
+    utf8 = not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
+        declared is None or declared[1].lower().replace(b"_", b"-") in (b"utf-8", b"utf8"))
+    if not utf8 or repairs is None:
+        yield from iter_pages(buffered, siteinfo)
+        return
+    yield from iter_pages(io.BufferedReader(_ChunkReader(repaired_utf8(file_chunks(buffered), repairs)), 1 << 16),
+                          siteinfo)
+
+
 _HEADER = b"<mediawiki"
 _FOOTER = b"</mediawiki>"
 
@@ -251,11 +338,12 @@ def _page_fragments(compressed: BinaryIO, start: int, end: int, problems: list[s
 
 
 def iter_multistream_pages(
-    compressed: BinaryIO, start: int, end: int, siteinfo: SiteInfo | None = None
+    compressed: BinaryIO, start: int, end: int, siteinfo: SiteInfo | None = None, repairs: Repairs | None = None
 ) -> Iterator[Page]:
     """Pages of the bz2 streams that lie in bytes [start, end) of the dump."""
     problems: list[str] = []
-    fragments = _ChunkReader(_page_fragments(compressed, start, end, problems))
+    chunks = _page_fragments(compressed, start, end, problems)
+    fragments = _ChunkReader(chunks if repairs is None else repaired_utf8(chunks, repairs))
     try:
         yield from iter_pages(io.BufferedReader(fragments, 1 << 16), siteinfo)
     except DumpTruncated as error:

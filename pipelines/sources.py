@@ -13,6 +13,7 @@ became of every page, book and record it read.
 from __future__ import annotations
 
 import bz2
+import codecs
 import dataclasses
 import os
 import re
@@ -83,6 +84,8 @@ class TaskReport:
     decoding_fallbacks: dict[str, str] = dataclasses.field(default_factory=dict)
     truncated: dict[str, str] = dataclasses.field(default_factory=dict)
     refused: dict[str, str] = dataclasses.field(default_factory=dict)  # unsafe XML
+    malformed: dict[str, str] = dataclasses.field(default_factory=dict)  # not XML, or XML broken mid-file
+    repaired: dict[str, dict] = dataclasses.field(default_factory=dict)  # invalid bytes replaced, by file
     sentences: int = 0
     characters: int = 0
     blocks_dropped: Counter = dataclasses.field(default_factory=Counter)  # non-prose blocks, by kind
@@ -132,6 +135,8 @@ def _expand(spec: str) -> list[tuple[str, str, int]]:
     else:
         pattern = spec
     metadata = FileSystems.match([pattern])[0].metadata_list
+    if not metadata and os.path.isdir(spec):
+        raise InputError(f"{spec}: an empty directory")
     if not metadata:
         raise InputError(f"{spec}: no such file")
     files = []
@@ -306,14 +311,19 @@ class _PageTooComplex(Exception):
 
 def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
     siteinfo = mediawiki.SiteInfo(hidden_link_namespaces=task.hidden_link_namespaces)
+    repairs = mediawiki.Repairs()
     if task.multistream:
-        pages = mediawiki.iter_multistream_pages(f, task.start, task.end, siteinfo)
+        pages = mediawiki.iter_multistream_pages(f, task.start, task.end, siteinfo, repairs)
     elif f.read(3) == b"BZh":
         f.seek(0)
-        pages = mediawiki.iter_pages(bz2.BZ2File(f), siteinfo)
+        pages = mediawiki.iter_repaired_pages(bz2.BZ2File(f), siteinfo, repairs)
     else:
         f.seek(0)
-        pages = mediawiki.iter_pages(f, siteinfo)
+        if _is_binary(f.read(_BINARY_SAMPLE)):
+            report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, "whole file", _BINARY_REASON))
+            return
+        f.seek(0)
+        pages = mediawiki.iter_repaired_pages(f, siteinfo, repairs)
     try:
         for page in pages:
             place = f"page {page.title!r} (id {page.page_id})"
@@ -340,12 +350,48 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
     except mediawiki.DumpTruncated as error:
         where = f"streams in bytes {task.start}-{task.end}: " if task.multistream else ""
         report.truncated[task.path] = f"{where}{error}"
+    except mediawiki.DumpMalformed as error:
+        where = f"streams in bytes {task.start}-{task.end}" if task.multistream else "the file"
+        report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, where, str(error)))
+        report.malformed[task.path] = str(error)
     except mediawiki.UnsafeDump as error:
         report.refused[task.path] = str(error)
+    finally:
+        if repairs.invalid_bytes or repairs.control_characters:
+            report.repaired[task.path] = dataclasses.asdict(repairs)
+
+
+# A text file has no control bytes but tab, newline, carriage return and form
+# feed; random bytes have about 11%, executables and images far more. A few
+# stray NULs in valid UTF-8 text are not binary: screen() removes them.
+_BINARY_SAMPLE = 1 << 16
+_BINARY_SHARE = 0.05  # of control bytes, in valid UTF-8
+_BINARY_SHARE_INVALID = 0.01  # of control bytes, when the sample is not UTF-8 either
+_BINARY_REASON = "its first 64 kB are control bytes in a share that text never has: binary, not text"
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
+
+
+def _is_binary(sample: bytes) -> bool:
+    if not sample or sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return False
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    if controls > _BINARY_SHARE * len(sample):
+        return True
+    if controls <= _BINARY_SHARE_INVALID * len(sample):
+        return False
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start < len(sample) - 3  # not just a character cut by the sample's end
+    return False
 
 
 def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
-    decoded = books.decode(f.read())
+    data = f.read()
+    if _is_binary(data[:_BINARY_SAMPLE]):
+        report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, "whole file", _BINARY_REASON))
+        return
+    decoded = books.decode(data)
     if decoded.fallback:
         report.decoding_fallbacks[task.path] = decoded.encoding
     book = books.parse_book(decoded.text, fallback_title=_stem(task.path))
@@ -354,6 +400,11 @@ def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
 
 
 def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
+    f.seek(task.start)
+    if _is_binary(f.read(min(_BINARY_SAMPLE, task.end - task.start))):
+        place = f"bytes {task.start}-{task.end}"
+        report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, place, _BINARY_REASON))
+        return
     reader = textformats.read_sentence_documents if task.kind == "sentences" else textformats.read_jsonl_records
     for record in reader(f, task.start, task.end):
         place = f"record at byte {record.offset}"

@@ -35,7 +35,7 @@ def test_reference_run_splits_the_work(reference):
     summary, files, _ = reference
     assert len(summary["outputs"]["jsonl"]) > 10  # multistream and JSONL ranges became tasks
     path = next(p for p in summary["by_file"] if p.endswith("multistream.xml.bz2"))
-    assert summary["by_file"][path] == {"article": 106, "redirect": 99, "other_namespace": 1}
+    assert summary["by_file"][path] == {"article": 105, "empty": 1, "redirect": 99, "other_namespace": 1}
     assert summary["by_file"][next(p for p in summary["by_file"] if p.endswith("notes.jsonl"))] == {"article": 500}
     assert len(files) == 2 * len(summary["outputs"]["jsonl"])
 
