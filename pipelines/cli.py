@@ -94,7 +94,8 @@ def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
     runner = _runner(args, beam_args)
     summaries = jobs.documents_for(args.inputs, args.output, _plan_options(args), runner)
-    tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, int(args.split_mb * (1 << 20)))
+    split_bytes = int((args.split_mb or 64) * (1 << 20))
+    tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, split_bytes)
     print(f"{os.path.join(args.output, layout.SPM_MODEL)}: {tokenizer.vocab_size} pieces, sha256 {tokenizer.sha256}")
     return 0
 
@@ -105,7 +106,7 @@ def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
             max_seq_length=args.max_seq_length, short_seq_prob=args.short_seq_prob, albert_compat=args.albert_compat,
             masking=MaskingConfig(args.max_predictions_per_seq, args.masked_lm_prob, args.max_ngram)),
         dupe_factor=args.dupe_factor, seed=args.seed, eval_fraction=args.eval_fraction,
-        num_shards=args.num_shards, split_bytes=int(args.split_mb * (1 << 20)))
+        num_shards=args.num_shards, split_bytes=int((args.split_mb or 64) * (1 << 20)))
     manifest = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args), _plan_options(args),
                                 args.spm_model, _vocab_config(args), args.overwrite)
     for split, info in manifest["splits"].items():
@@ -227,7 +228,9 @@ def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
-    p.add_argument("--split-mb", type=float, default=64, help="input read by one task (text files, multistream dumps)")
+    p.add_argument("--split-mb", type=float, default=0,
+                   help="input MB read by one task (dumps, text files); 0: from the inputs' size, 1-64 MB, "
+                        "at most 64 tasks (prepare: 64)")
     p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
     p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")

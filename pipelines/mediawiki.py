@@ -391,3 +391,136 @@ def write_multistream(dump: BinaryIO, output: BinaryIO, index: BinaryIO, pages_p
     flush()
     index.write(bz2.compress(b"".join(index_lines)))
     return streams
+
+
+# --- a byte range of a plain dump -------------------------------------------------
+
+_PAGE_OPEN = b"<page>"
+_KEEP = len(_FOOTER)  # bytes held back so that a tag split across chunks is still found
+
+
+def pages_in_range(chunks: Iterable[tuple[bool, bytes]], at_start: bool) -> Iterator[bytes]:
+    """A well-formed document of the pages whose `<page>` begins in the
+    in-range chunks (the whole file's header too when `at_start`): the bytes
+    from the first such `<page>` up to the first `<page>` after the range,
+    inside one root element. A page belongs to the range holding its first
+    byte, so consecutive ranges read every page exactly once.
+
+    Without a closing tag (a cut file) the document ends unclosed, so the
+    parser reports the cut after the last complete page.
+    """
+    yield b"<mediawiki>"
+    buf = b""
+    boundary = -1  # where out-of-range bytes begin in buf; -1: not yet seen
+    state = "header" if at_start else "seeking"
+    for in_range, chunk in chunks:
+        if not in_range and boundary < 0:
+            boundary = len(buf)
+        buf += chunk
+        if state == "header":  # drop the declaration and the dump's own root tag: ours replaces it
+            header = buf.find(_HEADER)
+            close = buf.find(b">", header) if header >= 0 else -1
+            if close < 0:
+                continue
+            buf = buf[close + 1:]
+            boundary = boundary - close - 1 if boundary >= 0 else -1
+            state = "passing"
+        if state == "seeking":
+            found = buf.find(_PAGE_OPEN)
+            if found < 0 or (boundary >= 0 and found >= boundary):
+                if boundary >= 0 and (found >= 0 or len(buf) - boundary >= len(_PAGE_OPEN)):
+                    return  # no page begins in this range
+                keep = len(_PAGE_OPEN) - 1
+                if boundary >= 0:
+                    boundary = max(0, boundary - (len(buf) - keep))
+                buf = buf[-keep:]
+                continue
+            buf = buf[found:]
+            boundary = boundary - found if boundary >= 0 else -1
+            state = "passing"
+        footer = buf.find(_FOOTER)
+        cut = buf.find(_PAGE_OPEN, boundary) if boundary >= 0 else -1
+        if footer >= 0 and (cut < 0 or footer < cut):
+            yield buf[:footer]
+            yield _FOOTER
+            return
+        if cut >= 0:
+            yield buf[:cut]
+            yield _FOOTER
+            return
+        if len(buf) > _KEEP:
+            yield buf[:-_KEEP]
+            if boundary >= 0:
+                boundary = max(0, boundary - (len(buf) - _KEEP))
+            buf = buf[-_KEEP:]
+    if state == "passing":
+        yield buf  # the file ended without </mediawiki>: left unclosed, reported as a cut
+
+
+def file_range_chunks(f: BinaryIO, start: int, end: int, size: int = 1 << 20) -> Iterator[tuple[bool, bytes]]:
+    """(in_range, bytes) of a plain file from `start`: bytes before `end`
+    in range, then the rest of the file, for the page that crosses `end`."""
+    f.seek(start)
+    position = start
+    while True:
+        want = min(size, end - position) if position < end else size
+        data = f.read(want)
+        if not data:
+            return
+        yield position < end, data
+        position += len(data)
+
+
+def iter_range_pages(f: BinaryIO, start: int, end: int, compressed: bool, siteinfo: SiteInfo | None = None,
+                     repairs: Repairs | None = None) -> Iterator[Page]:
+    """Pages of a plain dump (`.xml`, or one-stream `.xml.bz2` read by bz2
+    blocks) whose `<page>` begins in bytes [start, end) (compressed bytes
+    for bz2, where a block belongs to the range holding its magic)."""
+    from pipelines import bz2blocks  # only ranged bz2 reading needs it
+
+    problems: list[str] = []
+
+    def chunks() -> Iterator[tuple[bool, bytes]]:
+        if not compressed:
+            yield from file_range_chunks(f, start, end)
+            return
+        try:
+            yield from bz2blocks.iter_blocks(f, start, end)
+        except bz2blocks.BlockError as error:
+            problems.append(str(error))
+
+    fragments = pages_in_range(chunks(), at_start=start == 0)
+    if repairs is not None:
+        fragments = repaired_utf8(fragments, repairs)
+    try:
+        yield from iter_pages(io.BufferedReader(_ChunkReader(fragments), 1 << 16), siteinfo)
+    except DumpTruncated as error:
+        raise DumpTruncated("; ".join([str(error), *problems])) from error
+
+
+def read_head_siteinfo(f: BinaryIO, compressed: bool, limit: int = 16 << 20) -> tuple[SiteInfo, bool]:
+    """The <siteinfo> at the head of a plain dump, and whether the dump is
+    UTF-8 (a UTF-16 dump, or one declaring another encoding, is not split)."""
+    stream = bz2.BZ2File(f) if compressed else f
+    head = stream.read(4096)
+    declared = _DECLARED_ENCODING.match(head)
+    utf8 = not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
+        declared is None or declared[1].lower().replace(b"_", b"-") in (b"utf-8", b"utf8"))
+    siteinfo = SiteInfo()
+    if not utf8:
+        return siteinfo, False
+    while b"</siteinfo>" not in head and b"<page>" not in head and len(head) < limit:
+        more = stream.read(1 << 16)
+        if not more:
+            break
+        head += more
+    if _HEADER not in head:
+        return siteinfo, False  # not a dump: one task reads it and says what it is
+    end = head.find(b"</siteinfo>")
+    if end >= 0:
+        try:
+            for _ in iter_pages(io.BytesIO(head[: end + len(b"</siteinfo>")] + b"</mediawiki>"), siteinfo):
+                pass
+        except (DumpTruncated, DumpMalformed, UnsafeDump):
+            pass  # read as one task; the reader reports what is wrong
+    return siteinfo, True

@@ -41,7 +41,7 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PlanOptions:
-    split_bytes: int = 64 << 20  # target size of a text or multistream task
+    split_bytes: int = 0  # input bytes one task reads; 0: chosen from the inputs' total size (auto_split)
     tfds_records_per_task: int = 50_000
     text_field: str = "text"
     title_field: str = "title"
@@ -63,6 +63,7 @@ class ReadTask:
     start: int = 0
     end: int = 0
     multistream: bool = False
+    ranged: bool = False  # a byte range of a plain dump (bz2 blocks, or <page> boundaries)
     hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES
     split: str = ""  # TFDS split name
     options: PlanOptions = PlanOptions()
@@ -172,7 +173,7 @@ def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
     source = match[1] if match else _stem(path)
     index = _multistream_index(path)
     if index is None:
-        return [dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=size, end=size)]
+        return _plain_wiki_tasks(path, size, source, options)
     with FileSystems.open(index, compression_type="uncompressed") as f:
         offsets = mediawiki.read_multistream_offsets(f)
     if not offsets:
@@ -182,6 +183,30 @@ def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
         dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=end - start, start=start, end=end,
              multistream=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
         for start, end in mediawiki.plan_stream_ranges(offsets, size, options.split_bytes)
+    ]
+
+
+def _plain_wiki_tasks(path: str, size: int, source: str, options: PlanOptions) -> list[dict]:
+    """A plain dump split by byte ranges: `.xml` cut at `<page>`, a one-stream
+    `.xml.bz2` at bz2 blocks. A UTF-16 dump, or a file that does not start as
+    its name says, is read whole by one task (which reports what is wrong)."""
+    whole = [dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=size, end=size)]
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        magic = f.read(3)
+        compressed = magic == b"BZh"
+        if path.endswith(".bz2") != compressed:
+            return whole
+        f.seek(0)
+        try:
+            siteinfo, splittable = mediawiki.read_head_siteinfo(f, compressed)
+        except (OSError, EOFError):
+            return whole
+    if not splittable:
+        return whole
+    return [
+        dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=end - start, start=start, end=end,
+             ranged=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
+        for start, end in textformats.plan_byte_ranges(size, options.split_bytes)
     ]
 
 
@@ -228,6 +253,17 @@ def _id_namespace(kind: str, path: str, tasks: list[dict]) -> tuple[str, str]:
     return ("book" if kind == "book" else "file"), _stem(path)
 
 
+_MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 1 << 20, 64 << 20, 64
+
+
+def auto_split(total_bytes: int) -> int:
+    """Bytes a task reads when the user gives none: enough tasks (up to 64)
+    for any worker count on any machine, but no task under 1 MiB or over
+    64 MiB. It depends on the inputs alone, never on --workers, so the output
+    files are the same whatever the worker count."""
+    return max(_MIN_SPLIT, min(_MAX_SPLIT, total_bytes // _TASKS_WANTED))
+
+
 def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTask]:
     """Read tasks for the given inputs, numbered in a runner-independent order.
 
@@ -235,6 +271,8 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
     files whose documents would get the same ids are refused.
     """
     files = sorted({file for spec in inputs for file in _expand(spec)}, key=lambda f: f[1])
+    if not options.split_bytes:
+        options = dataclasses.replace(options, split_bytes=auto_split(sum(size for _, _, size in files)))
     specs = []
     seen: dict[tuple[str, str], str] = {}
     for kind, path, size in files:
@@ -314,6 +352,8 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
     repairs = mediawiki.Repairs()
     if task.multistream:
         pages = mediawiki.iter_multistream_pages(f, task.start, task.end, siteinfo, repairs)
+    elif task.ranged:
+        pages = mediawiki.iter_range_pages(f, task.start, task.end, task.path.endswith(".bz2"), siteinfo, repairs)
     elif f.read(3) == b"BZh":
         f.seek(0)
         pages = mediawiki.iter_repaired_pages(bz2.BZ2File(f), siteinfo, repairs)
@@ -348,10 +388,10 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
                     continue
                 yield from _emit(document, report, Skip(Outcome.EMPTY, task.path, place, "no sentences after cleaning"))
     except mediawiki.DumpTruncated as error:
-        where = f"streams in bytes {task.start}-{task.end}: " if task.multistream else ""
+        where = f"bytes {task.start}-{task.end}: " if task.multistream or task.ranged else ""
         report.truncated[task.path] = f"{where}{error}"
     except mediawiki.DumpMalformed as error:
-        where = f"streams in bytes {task.start}-{task.end}" if task.multistream else "the file"
+        where = f"bytes {task.start}-{task.end}" if task.multistream or task.ranged else "the file"
         report.count(Outcome.PARSE_ERROR, Skip(Outcome.PARSE_ERROR, task.path, where, str(error)))
         report.malformed[task.path] = str(error)
     except mediawiki.UnsafeDump as error:
