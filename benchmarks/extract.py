@@ -48,8 +48,11 @@ def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float) -> t
     size, count, copy = len(out[0]), 0, 0
     while size < megabytes * 1e6:
         for page in pages:
-            page = re.sub(rb"<title>(.*?)</title>", lambda m: b"<title>%s %d</title>" % (m[1], copy), page, count=1)
-            page = re.sub(rb"<id>(\d+)</id>", lambda m: b"<id>%d</id>" % (int(m[1]) + 10_000_000 * copy), page, count=1)
+            title = re.search(rb"<title>(.*?)</title>", page)
+            page_id = re.search(rb"<id>(\d+)</id>", page)
+            page = (page[: title.start()] + b"<title>%s %d</title>" % (title[1], copy)
+                    + page[title.end(): page_id.start()]
+                    + b"<id>%d</id>" % (int(page_id[1]) + 10_000_000 * copy) + page[page_id.end():])
             out.append(page)
             size += len(page)
             count += 1

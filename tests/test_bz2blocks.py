@@ -4,8 +4,8 @@ import bz2
 import io
 
 import pytest
-
 from conftest import WIKI
+
 from pipelines import bz2blocks
 
 

@@ -8,8 +8,8 @@ import re
 import shutil
 
 import pytest
-
 from conftest import BOOKS, WIKI, load_documents, run_extract
+
 from pipelines import cli
 
 _SAMPLE = bz2.decompress((WIKI / "enwiki-sample.xml.bz2").read_bytes())

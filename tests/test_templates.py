@@ -16,7 +16,7 @@ def _sentences(wikitext: str) -> tuple[list[str], Counter]:
 
 def test_text_carrying_templates_render_inside_the_sentence():
     cases = {
-        "The total area is approximately {{convert|93628|sqmi|km2}}.": "The total area is approximately 93628 square miles.",
+        "The area is about {{convert|93628|sqmi|km2}}.": "The area is about 93628 square miles.",
         "It has an area of {{cvt|5|-|10|km}} and is hilly.": "It has an area of 5–10 km and is hilly.",
         "The sovereign state{{mdashb}}the Republic of Ireland.": "The sovereign state—the Republic of Ireland.",
         "Paris, France {{snd}} a city.": "Paris, France – a city.",
