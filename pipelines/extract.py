@@ -15,6 +15,7 @@ or worker count, and no shuffle holds the corpus in memory.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -49,6 +50,14 @@ class ExtractTask(beam.DoFn):
     def process(self, keyed_tasks: tuple[int, list[sources.ReadTask]]) -> Iterator[dict]:
         for task in keyed_tasks[1]:
             yield self._extract(task)
+
+    def setup(self) -> None:
+        # A page's tokens are tens of thousands of short-lived objects without
+        # cycles; with Beam's modules alive, the collector's full passes over
+        # them were a fifth of a task's time. Freeze what is alive now and
+        # collect the young generation less often.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
 
     def _extract(self, task: sources.ReadTask) -> dict:
         started = time.monotonic()

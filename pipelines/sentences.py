@@ -29,14 +29,24 @@ import syntok.segmenter
 from syntok._segmentation_states import State  # syntok's own abbreviation and month lists
 
 _WORD_CHARACTER = re.compile(r"\w")
-# A sure sentence end: a lower-case word of two or more letters, the end
-# mark(s), closing quotes, space, opening quotes or brackets, a capital.
+# A sure sentence end: a word of two or more letters (capitalised or not) or
+# a number, closing quotes, the end mark(s), space, opening quotes or
+# brackets, a capital. Not when the word is one of syntok's abbreviations,
+# a roman numeral or a number before a month, nor inside brackets or quotes.
 _SURE_END = re.compile(
-    r"(?<![\w.'\u2019-])([a-z]{2,})[.!?]+[\"'\u2019\u201d]*(\s+)(?=[\"'\u2018\u201c(\[]*[A-Z])"
+    r"(?<![\w.'\u2019-])([A-Za-z][a-z]+|\d{2,4})[\"'\u2019\u201d)\]]*[.!?]+[\"'\u2019\u201d]*(\s+)"
+    r"(?=[\"'\u2018\u201c(\[]*[A-Z][a-z]*)"
 )
-_END_MARK = re.compile(r"[.!?;:()]")  # syntok also ends sentences at some semicolons and brackets
+_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*\s+\S")
 _NOT_SURE = State.abbreviations | State.months | {w.lower() for w in State.months}
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
+
+
+_MONTHS = State.months
+
+
+def _next_word(text: str, start: int) -> str:
+    return text[start:start + 12].split(" ", 1)[0].strip("\"'(\u2018\u201c.,")
 
 
 def _pieces(paragraph: str) -> list[tuple[int, int]]:
@@ -44,12 +54,15 @@ def _pieces(paragraph: str) -> list[tuple[int, int]]:
     spans, start, depth, quotes, scanned = [], 0, 0, 0, 0
     for match in _SURE_END.finditer(paragraph):
         word = match[1]
-        if word in _NOT_SURE or _ROMAN.match(word):
+        if word in _NOT_SURE or _ROMAN.match(word.lower()):
             continue
+        if word.isdigit() and _next_word(paragraph, match.end(2)) in _MONTHS:
+            continue  # "5 Sept. 2001"-like dates: syntok keeps them together
         # syntok reads brackets and quotations as units: never cut inside one
-        depth += paragraph.count("(", scanned, match.start()) - paragraph.count(")", scanned, match.start())
-        quotes += paragraph.count('"', scanned, match.start())
-        scanned = match.start()
+        end = match.start(2)
+        depth += paragraph.count("(", scanned, end) - paragraph.count(")", scanned, end)
+        quotes += paragraph.count('"', scanned, end)
+        scanned = end
         if depth > 0 or quotes % 2:
             continue
         spans.append((start, match.start(2)))
@@ -67,8 +80,7 @@ def split_sentences(paragraph: str) -> list[str]:
     result = []
     for start, end in _pieces(paragraph):
         piece = paragraph[start:end]
-        body = piece.rstrip().rstrip("\"'\u2019\u201d)]")
-        if _END_MARK.search(body.rstrip(".!?")):
+        if _INNER_END.search(piece):
             starts = _syntok_starts(piece)
             bounds = list(zip(starts, starts[1:] + [len(piece)]))
         else:

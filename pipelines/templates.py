@@ -252,6 +252,15 @@ _CURRENCIES = {"us$": "US$", "usd": "US$", "£": "£", "gbp": "£", "€": "€"
                "yen": "¥", "currency": ""}
 
 
+def is_silent(raw_name: str) -> bool:
+    """Whether the template shows nothing in running text (boxes, citations,
+    maintenance tags): the renderer then skips its parameters unread."""
+    key = normalize_name(raw_name).lower()
+    if key in _CHAR_TEMPLATES or key in _FIRST_PARAM or key in _DATE_TEMPLATES or ":" in key:
+        return False
+    return key in _SILENT or key.startswith(_SILENT_PREFIXES) or key.endswith(_SILENT_SUFFIXES)
+
+
 def render(raw_name: str, positional: list[str], named: dict[str, str]) -> str | None:
     """The text a template shows inside a sentence; "" for none; None when
     it is not one we know (a hole)."""

@@ -206,7 +206,10 @@ class _Renderer:
         return i
 
     def template(self, i: int) -> int:
+        start = i
         name, i = self.text_of(i + 1, (T.TemplateParamSeparator, T.TemplateClose))
+        if templates.is_silent(name):  # boxes and citations: their parameters are never shown
+            return self.skip(start, T.TemplateOpen, T.TemplateClose)
         positional: list[str] = []
         named: dict[str, str] = {}
         while isinstance(self.tokens[i], T.TemplateParamSeparator) if i < len(self.tokens) else False:
@@ -319,6 +322,34 @@ def _paragraph(lines: list[str], holes: Counter) -> str:
     return text.rstrip(HOLE + " ") if text.rstrip(HOLE + " ")[-1:] in ".!?\"')" else text
 
 
+_HEADING_LINE = re.compile(r"^(={1,6})[ \t]*([^=\n][^\n]*?)[ \t]*\1[ \t]*$", re.MULTILINE)
+
+
+def _without_nonprose_sections(wikitext: str) -> str:
+    """The page without the sections render() would drop (References,
+    External links, ...), cut out before tokenizing: they are mostly
+    citation templates, a large share of the tokenizer's work. MediaWiki
+    headings are whole lines, so their lines find them; the heading line is
+    kept so the section is still counted."""
+    if "=" not in wikitext:
+        return wikitext
+    pieces, position, skip_level = [], 0, 0
+    for match in _HEADING_LINE.finditer(wikitext):
+        level = len(match[1])
+        if skip_level and level > skip_level:
+            continue
+        if skip_level:
+            position = match.start()
+            skip_level = 0
+        if match[2].strip().lower().strip("'") in DROPPED_SECTIONS:
+            pieces.append(wikitext[position:match.end()] + "\n")
+            position, skip_level = match.end(), level
+    if skip_level:
+        position = len(wikitext)
+    pieces.append(wikitext[position:])
+    return "".join(pieces)
+
+
 def render(
     wikitext: str,
     hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES,
@@ -326,7 +357,9 @@ def render(
 ) -> Rendered:
     """The page as paragraphs and headings, with what was dropped counted."""
     try:
-        tokens = _Tokenizer().tokenize(wikitext, 0, False)
+        # skip_style_tags: bold and italic stay as text (quote runs, which
+        # _tidy removes); parsing them is a tenth of the tokenizer's time
+        tokens = _Tokenizer().tokenize(_without_nonprose_sections(wikitext), 0, True)
     except Exception as error:  # the tokenizer's failures are not one class
         raise WikitextError(f"{type(error).__name__}: {error}") from error
     renderer = _Renderer(tokens, hidden_link_namespaces)
