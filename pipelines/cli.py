@@ -19,6 +19,7 @@ from pipelines import jobs, layout, prepare, sources
 from pipelines.documents import read_documents_jsonl
 from pipelines.instances import InstanceConfig
 from pipelines.records import MaskingConfig
+from pipelines.sentences import SentenceLimits
 from pipelines.tokenizer import VocabularyError
 
 
@@ -47,8 +48,15 @@ def _runner(args: argparse.Namespace, beam_args: list[str]) -> jobs.RunnerConfig
 
 
 def _plan_options(args: argparse.Namespace) -> sources.PlanOptions:
+    try:
+        limits = SentenceLimits(max_chars=args.max_sentence_chars, max_words=args.max_sentence_words,
+                                max_word_chars=args.max_word_chars)
+    except ValueError as error:
+        raise jobs.JobError(str(error)) from error
     return sources.PlanOptions(split_bytes=int(args.split_mb * (1 << 20)), text_field=args.text_field,
-                               title_field=args.title_field, tfds_data_dir=args.tfds_data_dir)
+                               title_field=args.title_field, tfds_data_dir=args.tfds_data_dir,
+                               keep_lists=args.keep_lists, sentence_limits=limits,
+                               max_page_chars=args.max_page_chars, parse_seconds=args.parse_seconds)
 
 
 def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
@@ -234,6 +242,18 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
     p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")
+    p.add_argument("--keep-lists", action="store_true",
+                   help="wiki list items become sentences (default: lists are not prose: dropped, counted)")
+    p.add_argument("--max-sentence-chars", type=int, default=SentenceLimits.max_chars,
+                   help="a longer sentence is cut at word boundaries into pieces this long (counted)")
+    p.add_argument("--max-sentence-words", type=int, default=SentenceLimits.max_words,
+                   help="likewise, in words")
+    p.add_argument("--max-word-chars", type=int, default=SentenceLimits.max_word_chars,
+                   help="a sentence with a longer 'word' (base64, glued URLs) is dropped (counted)")
+    p.add_argument("--max-page-chars", type=int, default=sources.PlanOptions.max_page_chars,
+                   help="a wiki page with more wikitext is skipped (too_large)")
+    p.add_argument("--parse-seconds", type=float, default=sources.PlanOptions.parse_seconds,
+                   help="a wiki page whose markup takes longer to parse is skipped (too_complex)")
 
 
 def _add_vocab_options(p: argparse.ArgumentParser) -> None:

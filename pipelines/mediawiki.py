@@ -429,7 +429,8 @@ def pages_in_range(chunks: Iterable[tuple[bool, bytes]], at_start: bool) -> Iter
             found = buf.find(_PAGE_OPEN)
             if found < 0 or (boundary >= 0 and found >= boundary):
                 if boundary >= 0 and (found >= 0 or len(buf) - boundary >= len(_PAGE_OPEN)):
-                    return  # no page begins in this range
+                    yield _FOOTER  # no page begins in this range: an empty, complete document
+                    return
                 keep = len(_PAGE_OPEN) - 1
                 if boundary >= 0:
                     boundary = max(0, boundary - (len(buf) - keep))
@@ -455,6 +456,8 @@ def pages_in_range(chunks: Iterable[tuple[bool, bytes]], at_start: bool) -> Iter
             buf = buf[-_KEEP:]
     if state == "passing":
         yield buf  # the file ended without </mediawiki>: left unclosed, reported as a cut
+    elif state == "seeking":
+        yield _FOOTER  # the file ended before any page of this range began
 
 
 def file_range_chunks(f: BinaryIO, start: int, end: int, size: int = 1 << 20) -> Iterator[tuple[bool, bytes]]:
