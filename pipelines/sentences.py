@@ -37,7 +37,7 @@ _SURE_END = re.compile(
     r"(?<![\w.'\u2019-])([A-Za-z][a-z]+|\d{2,4})[\"'\u2019\u201d)\]]*[.!?]+[\"'\u2019\u201d]*(\s+)"
     r"(?=[\"'\u2018\u201c(\[]*[A-Z][a-z]*)"
 )
-_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*\s+\S")
+_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*(\s+\S|[A-Z])")
 _NOT_SURE = State.abbreviations | State.months | {w.lower() for w in State.months}
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
 

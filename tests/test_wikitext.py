@@ -1,7 +1,8 @@
+import re
 from collections import Counter
 
 from pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
-from pipelines.wikitext import Block, wikitext_to_blocks
+from pipelines.wikitext import Block, render, wikitext_to_blocks
 
 PAGE = """{{Infobox person|name=Ada|birth_date={{birth date|1815|12|10}}}}
 '''Ada Lovelace''' (born '''Augusta Ada Byron'''; {{IPAc-en|ˈ|æ|d|ə}}) was an [[England|English]] \
@@ -64,3 +65,42 @@ def test_visible_links_to_other_namespaces_keep_their_text():
     assert [b.text for b in wikitext_to_blocks(text)] == [
         "See the poets and Wikipedia:Manual of Style and word."
     ]
+
+
+def test_single_newlines_join_and_blank_lines_and_lists_end_a_paragraph():
+    text = "It is\nestimated that 96.7% of households.\n\nA new paragraph.\n* a list item\nAfter the list."
+    rendered = render(text)
+    assert [b.text for b in rendered.blocks] == [
+        "It is estimated that 96.7% of households.", "A new paragraph.", "After the list."
+    ]
+    assert rendered.dropped == {"list_item": 1}
+
+
+def test_lists_tables_galleries_and_definitions_are_counted_and_list_items_kept_on_request():
+    text = ("Prose.\n* First item here.\n# Numbered item.\n; Term\n: Definition text.\n"
+            "{| class=wikitable\n| cell text\n|}\n<gallery>\nA.jpg|Caption\n</gallery>\nMore prose.")
+    rendered = render(text)
+    assert [b.text for b in rendered.blocks] == ["Prose.", "More prose."]
+    assert rendered.dropped == {"list_item": 2, "definition_list": 2, "table": 1, "gallery": 1}
+    kept = render(text, keep_lists=True).blocks
+    assert [b.text for b in kept if b.list_item] == ["First item here.", "Numbered item.", "Term", "Definition text."]
+
+
+def test_only_non_prose_sections_are_dropped_never_literature():
+    text = ("Intro.\n== Literature ==\nHomer wrote epics.\n== Further reading ==\n* A book.\n"
+            "== Notes ==\nA note.\n== Legacy ==\nKept.")
+    assert [b.text for b in wikitext_to_blocks(text)] == [
+        "Intro.", "Literature", "Homer wrote epics.", "Legacy", "Kept."
+    ]
+
+
+def test_on_the_shared_sample_no_sentence_is_a_list_item_and_lists_are_counted(corpus_extract):
+    _, summary, documents = corpus_extract
+    assert summary["blocks_dropped"]["list_item"] > 1000
+    assert summary["blocks_dropped"]["table"] > 10
+    united_states_style = [s for d in documents.values() if d.source == "enwiki" for s in d.sentences
+                           if re.match(r"^[*#:;]", s)]
+    assert united_states_style == []
+    # a sentence with a hole never comes out; the ones dropped are counted
+    assert all(HOLE not in s for d in documents.values() for s in d.sentences)
+    assert 0 < summary["sentences_dropped"]["template_hole"] < 0.01 * summary["sentences"]
