@@ -37,7 +37,13 @@ _SURE_END = re.compile(
     r"(?<![\w.'\u2019-])([A-Za-z][a-z]+|\d{2,4})[\"'\u2019\u201d)\]]*[.!?]+[\"'\u2019\u201d]*(\s+)"
     r"(?=[\"'\u2018\u201c(\[]*[A-Z][a-z]*)"
 )
-_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*(\s+\S|[A-Z])")
+# Where syntok might end a sentence inside a piece: an end mark, closing
+# quotes or brackets, then space (or, after "..." or "!"/"?", a capital:
+# "going...No"). A "." before anything else ("3.5", "U.S") never ends one.
+_INNER_END = re.compile(
+    r"(\S*?)([.!?][.!?\"'\u2019\u201d)\]]*)(?:(?=\s+(\S+))|(?:(?<=[.!?][.!?])|(?<=[!?]))(?=([A-Z])))"
+)
+_OPENERS = "\"'(\u2018\u201c["
 _NOT_SURE = State.abbreviations | State.months | {w.lower() for w in State.months}
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
 
@@ -75,12 +81,32 @@ def _syntok_starts(text: str) -> list[int]:
     return [sentence[0].offset for paragraph in syntok.segmenter.analyze(text) for sentence in paragraph if sentence]
 
 
+def _needs_syntok(piece: str) -> bool:
+    """Whether syntok could end a sentence inside the piece. It never does
+    before a lower-case word, nor after one of its abbreviations ("Mr."), an
+    initial ("B.") or a dotted abbreviation ("U.S.", "e.g.") unless a sentence
+    starter ("However", "The", ...) follows: those ends we decide here."""
+    for match in _INNER_END.finditer(piece):
+        after = match[3]
+        if after is None:
+            return True  # a capital glued to "..." or "!"
+        after = after.lstrip(_OPENERS)
+        if after[:1].islower() or after[:1] in ",;:":
+            continue
+        before = match[1].lstrip(_OPENERS)
+        if match[2] == "." and after not in State.starters and (
+                before in State.abbreviations or (len(before) == 1 and before.isupper()) or "." in before):
+            continue
+        return True
+    return False
+
+
 def split_sentences(paragraph: str) -> list[str]:
     """Splits one paragraph (no newlines needed) into non-empty sentences."""
     result = []
     for start, end in _pieces(paragraph):
         piece = paragraph[start:end]
-        if _INNER_END.search(piece):
+        if _needs_syntok(piece):
             starts = _syntok_starts(piece)
             bounds = list(zip(starts, starts[1:] + [len(piece)]))
         else:
