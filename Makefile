@@ -47,6 +47,7 @@ test-all: install
 bench: install
 	$(BIN)/python benchmarks/learning.py  # after make demo
 	$(BIN)/python benchmarks/sentences.py
+	$(BIN)/python benchmarks/templates.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/load.py

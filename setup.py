@@ -36,7 +36,9 @@ setup(
         # torch 2.13.0 is pinned: the CPU build this project tests against (the model's
         # parity test runs transformers' AlbertForPreTraining as the reference)
         "test": ["pytest>=8", "pytest-timeout", "ruff", "torch==2.13.0", "transformers>=4.40"],
-        "bench": ["pysbd", "blingfire"],  # benchmarks/sentences.py compares them with syntok
+        # benchmarks/sentences.py compares pysbd and blingfire with syntok; benchmarks/extract.py runs
+        # wikiextractor 3.1.0 (the extractor of NVIDIA's BERT recipe and LDDL) on the same dump
+        "bench": ["pysbd", "blingfire", "wikiextractor==3.1.0"],
     },
     entry_points={"console_scripts": ["albertprep=pipelines.cli:main"]},
 )

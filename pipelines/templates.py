@@ -30,7 +30,7 @@ _SILENT = frozenset(
     """citation needed|cn|fact|clarify|clarification needed|when|who|whom|which|by whom|according to whom|
     dubious|vague|update after|failed verification|dead link|better source needed|better source|page needed|
     pages needed|full citation needed|citation|cite|sfn|sfnp|sfnm|efn|efn-ua|efn-lr|efn-lg|refn|r|rp|ref|
-    note|note label|nb|harvnb|harvp|harv|harvtxt|harvcoltxt|sfnref|anchor|vanchor|reflist|refbegin|refend|
+    note|note label|nb|harvnb|harvp|harv|harvtxt|harvcoltxt|sfnref|anchor|reflist|refbegin|refend|
     notelist|notelist-ua|main|main article|see also|further|further information|details|about|for|other uses|
     redirect|distinguish|hatnote|short description|defaultsort|displaytitle|lowercase title|italic title|
     pp|pp-semi|pp-move|pp-protected|pp-vandalism|good article|featured article|authority control|portal|
@@ -110,7 +110,8 @@ _FIRST_PARAM = frozenset(
     when span|who span|better source span|lang-en|center|centre|lower|upper|nowraplinks|ruby|linktext|
     wikt-lang|section link|slink|titlelink|noflag|flagu|flag|flagcountry|flagdeco|country|as written|
     '"|"'|qi|mvar|math|bigmath|yesno|value|hilite|smallcaps all|small-caps|uc|lc|ucfirst|lcfirst|
-    visible anchor|anchored|hmmm|proper noun|pslink|srt|isbn|oclc|doi|issn""".replace("\n", "").split("|")
+    visible anchor|vanchor|anchored|proper noun|pslink|srt|isbn|oclc|doi|issn|nihongo|nihongo2|
+    quote|cquote|quotation|blockquote|keypress|angbr|chem|chem2""".replace("\n", "").split("|")
 )
 _FIRST_PARAM = frozenset(name.strip() for name in _FIRST_PARAM)
 _DATE_TEMPLATES = frozenset(
@@ -217,6 +218,13 @@ def _first(name: str, positional: list[str], named: dict[str, str]) -> str | Non
         return (_positional_text(positional, 0) or "").upper()
     if name in ("lc", "lower"):
         return (_positional_text(positional, 0) or "").lower()
+    if name in ("chem", "chem2"):  # {{chem|H|2|O}}: the formula's parts, written together
+        return "".join(p.strip() for p in positional) or None
+    if name == "angbr":
+        value = _positional_text(positional, 0)
+        return f"⟨{value}⟩" if value else None
+    if name in ("quote", "cquote", "quotation", "blockquote"):
+        return named.get("text") or _positional_text(positional, 0)
     if name in ("isbn", "oclc", "doi", "issn"):
         value = _positional_text(positional, 0)
         return f"{name.upper()} {value}" if value else None

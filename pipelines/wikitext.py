@@ -302,13 +302,17 @@ class _Renderer:
 
 
 def _tidy(text: str) -> str:
-    text = _MAGIC_WORD.sub("", text)
-    text = _QUOTE_MARKUP.sub("", text)
+    # each substitution only where its trigger occurs: this runs per paragraph
+    if "__" in text:
+        text = _MAGIC_WORD.sub("", text)
+    if "''" in text:
+        text = _QUOTE_MARKUP.sub("", text)
     text = " ".join(text.split())
-    text = _EMPTY_PARENS.sub("", text)
-    text = _DANGLING_SEPARATOR.sub("", text)
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
-    return " ".join(text.split())
+    if "(" in text or "[" in text:
+        text = _EMPTY_PARENS.sub("", text)
+        text = _DANGLING_SEPARATOR.sub("", text)
+        text = " ".join(text.split())
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
 
 
 def _paragraph(lines: list[str], holes: Counter) -> str:

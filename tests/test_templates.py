@@ -53,3 +53,10 @@ def test_template_names_are_normalised():
     assert templates.render("Citation needed", [], {"date": "May 2020"}) == ""
     assert templates.render("Some box we do not know", [], {}) is None
     assert HOLE not in (templates.render("ndash", [], {}) or "")
+
+
+def test_the_next_ranked_templates_render_too():
+    assert templates.render("chem", ["H", "2", "O"], {}) == "H2O"
+    assert templates.render("nihongo", ["Tokyo", "東京", "Tōkyō"], {}) == "Tokyo"
+    assert templates.render("vanchor", ["Early life"], {}) == "Early life"
+    assert templates.render("angbr", ["a"], {}) == "⟨a⟩"
