@@ -35,7 +35,7 @@ setup(
     extras_require={
         # torch 2.13.0 is pinned: the CPU build this project tests against (the model's
         # parity test runs transformers' AlbertForPreTraining as the reference)
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "torch==2.13.0", "transformers>=4.40"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff==0.17.6", "torch==2.13.0", "transformers>=4.40"],
         # benchmarks/sentences.py compares pysbd and blingfire with syntok; benchmarks/extract.py runs
         # wikiextractor 3.1.0 (the extractor of NVIDIA's BERT recipe and LDDL) on the same dump
         "bench": ["pysbd", "blingfire", "wikiextractor==3.1.0"],

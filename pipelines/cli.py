@@ -237,7 +237,7 @@ def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--split-mb", type=float, default=0,
-                   help="input MB read by one task (dumps, text files); 0: from the inputs' size, 1-64 MB, "
+                   help="input MB read by one task (dumps, text files); 0: from the inputs' size, 0.25-64 MB, "
                         "at most 64 tasks (prepare: 64)")
     p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
     p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")

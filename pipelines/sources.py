@@ -253,13 +253,13 @@ def _id_namespace(kind: str, path: str, tasks: list[dict]) -> tuple[str, str]:
     return ("book" if kind == "book" else "file"), _stem(path)
 
 
-_MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 1 << 20, 64 << 20, 64
+_MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 256 << 10, 64 << 20, 64
 
 
 def auto_split(total_bytes: int) -> int:
     """Bytes a task reads when the user gives none: enough tasks (up to 64)
-    for any worker count on any machine, but no task under 1 MiB or over
-    64 MiB. It depends on the inputs alone, never on --workers, so the output
+    to balance any worker count on any machine, but no task under 256 KiB
+    (a few bz2 blocks) or over 64 MiB. It depends on the inputs alone, never on --workers, so the output
     files are the same whatever the worker count."""
     return max(_MIN_SPLIT, min(_MAX_SPLIT, total_bytes // _TASKS_WANTED))
 

@@ -37,9 +37,9 @@ def test_a_plain_dump_gives_the_same_documents_whatever_the_split(dumps, tmp_pat
 
 def test_the_default_split_gives_enough_tasks_and_ignores_the_worker_count(dumps):
     path = str(dumps / "enwiki-plain.xml")
-    tasks = sources.plan([path])  # 6 MB: 1 MiB tasks
-    assert len(tasks) == 6 and all(t.ranged for t in tasks)
-    assert sources.auto_split(50 << 30) == 64 << 20 and sources.auto_split(10 << 20) == 1 << 20
+    tasks = sources.plan([path])  # 6.1 MB: 256 KiB tasks
+    assert len(tasks) == 24 and all(t.ranged for t in tasks)
+    assert sources.auto_split(50 << 30) == 64 << 20 and sources.auto_split(10 << 20) == 256 << 10
     assert sources.auto_split(640 << 20) == 10 << 20  # 64 tasks
 
 
