@@ -22,6 +22,7 @@ sentence is exactly the text of the input, whitespace collapsed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter
 
@@ -40,9 +41,7 @@ _SURE_END = re.compile(
 # Where syntok might end a sentence inside a piece: an end mark, closing
 # quotes or brackets, then space (or, after "..." or "!"/"?", a capital:
 # "going...No"). A "." before anything else ("3.5", "U.S") never ends one.
-_INNER_END = re.compile(
-    r"(\S*?)([.!?][.!?\"'\u2019\u201d)\]]*)(?:(?=\s+(\S+))|(?:(?<=[.!?][.!?])|(?<=[!?]))(?=([A-Z])))"
-)
+_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*(?=\s+(\S+)|(?:(?<=[.!?][.!?])|(?<=[!?]))([A-Z]))")
 _OPENERS = "\"'(\u2018\u201c["
 _NOT_SURE = State.abbreviations | State.months | {w.lower() for w in State.months}
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
@@ -87,14 +86,15 @@ def _needs_syntok(piece: str) -> bool:
     initial ("B.") or a dotted abbreviation ("U.S.", "e.g.") unless a sentence
     starter ("However", "The", ...) follows: those ends we decide here."""
     for match in _INNER_END.finditer(piece):
-        after = match[3]
+        after = match[1]
         if after is None:
             return True  # a capital glued to "..." or "!"
         after = after.lstrip(_OPENERS)
         if after[:1].islower() or after[:1] in ",;:":
             continue
-        before = match[1].lstrip(_OPENERS)
-        if match[2] == "." and after not in State.starters and (
+        start = match.start()
+        before = piece[piece.rfind(" ", 0, start) + 1:start].lstrip(_OPENERS)
+        if match[0] == "." and after not in State.starters and (
                 before in State.abbreviations or (len(before) == 1 and before.isupper()) or "." in before):
             continue
         return True
@@ -147,6 +147,11 @@ class SentenceLimits:
             raise ValueError("sentence limits must be positive")
 
 
+@functools.cache
+def _long_word(max_word_chars: int) -> re.Pattern:
+    return re.compile(rf"[^ ]{{{max_word_chars + 1},}}")
+
+
 def screen(sentence: str, limits: SentenceLimits, dropped: Counter) -> list[str]:
     """The sentence as it may be written: control characters removed, over-
     long ones cut into pieces of at most `limits`, and none at all (counted in
@@ -160,8 +165,7 @@ def screen(sentence: str, limits: SentenceLimits, dropped: Counter) -> list[str]
         if not _WORD_CHARACTER.search(sentence):
             return []
     if len(sentence) <= limits.max_chars and sentence.count(" ") < limits.max_words:
-        if all(len(word) <= limits.max_word_chars for word in sentence.split(" ")) \
-                or len(sentence) <= limits.max_word_chars:
+        if len(sentence) <= limits.max_word_chars or not _long_word(limits.max_word_chars).search(sentence):
             return [sentence]
     words = sentence.split(" ")
     if any(len(word) > limits.max_word_chars for word in words):
