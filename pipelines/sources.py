@@ -315,14 +315,18 @@ def _emit(document: Document, report: TaskReport, skip: Skip) -> Iterator[Docume
 _PARSE_COST_LIMIT = 2e8  # unclosed openers x characters: about 5 s
 
 
-def _parse_guard(text: str, options: PlanOptions) -> str:
-    """Why the page must not be parsed, or ""."""
+def _parse_guard(text: str, options: PlanOptions) -> Skip | None:
+    """Why the page must not be parsed (outcome and reason; file and place
+    filled in by the caller), or None."""
     if len(text) > options.max_page_chars:
-        return f"{len(text)} characters of wikitext, over the limit of {options.max_page_chars}"
+        reason = f"{len(text)} characters of wikitext, over the limit of {options.max_page_chars}"
+        return Skip(Outcome.TOO_LARGE, "", "", reason)
     unclosed = max(0, text.count("{{") - text.count("}}")) + max(0, text.count("[") - text.count("]"))
     if unclosed * len(text) > _PARSE_COST_LIMIT:
-        return f"{unclosed} unclosed '{{{{' or '[' in {len(text)} characters: the parser would take minutes"
-    return ""
+        reason = (f"{unclosed} unclosed '{{{{' or '[' in {len(text)} characters: "
+                  "the parser would backtrack for longer than its budget of about 5 s")
+        return Skip(Outcome.TOO_COMPLEX, "", "", reason)
+    return None
 
 
 def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str], report: TaskReport) -> Document:
@@ -374,9 +378,7 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
             elif page.redirect:
                 report.count(Outcome.REDIRECT)
             elif guard := _parse_guard(page.text, task.options):
-                outcome = Outcome.TOO_LARGE if guard.endswith(f"limit of {task.options.max_page_chars}") \
-                    else Outcome.TOO_COMPLEX
-                report.count(outcome, Skip(outcome, task.path, place, guard))
+                report.count(guard.outcome, dataclasses.replace(guard, file=task.path, place=place))
             else:
                 try:
                     document = _wiki_document(task, page, siteinfo.hidden_link_namespaces, report)
