@@ -59,6 +59,11 @@ def _plan_options(args: argparse.Namespace) -> sources.PlanOptions:
                                max_page_chars=args.max_page_chars, parse_seconds=args.parse_seconds)
 
 
+def _prepare_split_bytes(args: argparse.Namespace) -> int:
+    """Documents read by one vocab or prepare task: --split-mb, else 64 MB."""
+    return int((args.split_mb or 64) * (1 << 20))
+
+
 def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
     return prepare.VocabConfig(vocab_size=args.vocab_size, sample_sentences=args.sample_sentences,
                                do_lower_case=not args.no_lower_case, seed=args.seed, threads=args.spm_threads)
@@ -74,7 +79,7 @@ def input_problems(summary: dict) -> list[str]:
     """One line per input file that was not read whole, for stderr."""
     files = summary["files"]
     lines = [f"{path}: refused: {why}" for path, why in files["refused"].items()]
-    lines += [f"{path}: not read: {why}" for path, why in files.get("malformed", {}).items()]
+    lines += [f"{path}: not read: {why}" for path, why in files["malformed"].items()]
     lines += [f"{path}: cut off: {why}" for path, why in files["truncated"].items()]
     binary = sorted({s["file"] for s in summary["skipped_examples"] if s["outcome"] == "binary"})
     lines += [f"{path}: not read: binary, not text" for path in binary]
@@ -102,8 +107,7 @@ def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
     runner = _runner(args, beam_args)
     summaries = jobs.documents_for(args.inputs, args.output, _plan_options(args), runner)
-    split_bytes = int((args.split_mb or 64) * (1 << 20))
-    tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, split_bytes)
+    tokenizer = jobs.run_vocab(summaries, args.output, _vocab_config(args), runner, _prepare_split_bytes(args))
     print(f"{os.path.join(args.output, layout.SPM_MODEL)}: {tokenizer.vocab_size} pieces, sha256 {tokenizer.sha256}")
     return 0
 
@@ -114,7 +118,7 @@ def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
             max_seq_length=args.max_seq_length, short_seq_prob=args.short_seq_prob, albert_compat=args.albert_compat,
             masking=MaskingConfig(args.max_predictions_per_seq, args.masked_lm_prob, args.max_ngram)),
         dupe_factor=args.dupe_factor, seed=args.seed, eval_fraction=args.eval_fraction,
-        num_shards=args.num_shards, split_bytes=int((args.split_mb or 64) * (1 << 20)))
+        num_shards=args.num_shards, split_bytes=_prepare_split_bytes(args))
     manifest = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args), _plan_options(args),
                                 args.spm_model, _vocab_config(args), args.overwrite)
     for split, info in manifest["splits"].items():

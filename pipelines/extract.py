@@ -14,6 +14,7 @@ or worker count, and no shuffle holds the corpus in memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -51,15 +52,11 @@ class ExtractTask(beam.DoFn):
         for task in keyed_tasks[1]:
             yield self._extract(task)
 
-    def setup(self) -> None:
-        # A page's tokens are tens of thousands of short-lived objects without
-        # cycles; with Beam's modules alive, the collector's full passes over
-        # them were a fifth of a task's time. Freeze what is alive now and
-        # collect the young generation less often.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
-
     def _extract(self, task: sources.ReadTask) -> dict:
+        with _lenient_gc():
+            return self._extract_task(task)
+
+    def _extract_task(self, task: sources.ReadTask) -> dict:
         started = time.monotonic()
         report = sources.TaskReport()
         names = output_names(task.index, self._task_count)
@@ -99,6 +96,23 @@ class ExtractTask(beam.DoFn):
             "template_holes": dict(report.holes),
             "outputs": names,
         }
+
+
+@contextlib.contextmanager
+def _lenient_gc() -> Iterator[None]:
+    """A page's tokens are tens of thousands of short-lived objects without
+    cycles; with Beam's modules alive, the collector's full passes over them
+    were a fifth of a task's time. For one task, what is alive is frozen and
+    the young generation collected less often; the process's own settings
+    come back after (the local runner may run tasks in the caller's process)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _merged_counter(reports: list[dict], key: str) -> Counter:

@@ -293,17 +293,21 @@ def _decompressed_streams(compressed: BinaryIO, start: int, end: int) -> Iterato
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([^"']+)""")
 
 
+def _is_utf8_head(head: bytes) -> bool:
+    """Whether a dump starting with `head` is UTF-8: no UTF-16 BOM, and no
+    declaration of another encoding."""
+    declared = _DECLARED_ENCODING.match(head)
+    return not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
+        declared is None or declared[1].lower().replace(b"_", b"-") in (b"utf-8", b"utf8"))
+
+
 def iter_repaired_pages(stream: BinaryIO, siteinfo: SiteInfo | None = None,
                         repairs: Repairs | None = None) -> Iterator[Page]:
     """`iter_pages` over a UTF-8 dump whose invalid bytes are mended
     (`repaired_utf8`); a UTF-16 dump, or one declaring another encoding, is
     read as it is."""
     buffered = io.BufferedReader(stream, 1 << 16) if not hasattr(stream, "peek") else stream
-    head = buffered.peek(200)[:200]
-    declared = _DECLARED_ENCODING.match(head)
-    utf8 = not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
-        declared is None or declared[1].lower().replace(b"_", b"-") in (b"utf-8", b"utf8"))
-    if not utf8 or repairs is None:
+    if not _is_utf8_head(buffered.peek(200)[:200]) or repairs is None:
         yield from iter_pages(buffered, siteinfo)
         return
     yield from iter_pages(io.BufferedReader(_ChunkReader(repaired_utf8(file_chunks(buffered), repairs)), 1 << 16),
@@ -506,11 +510,8 @@ def read_head_siteinfo(f: BinaryIO, compressed: bool, limit: int = 16 << 20) -> 
     UTF-8 (a UTF-16 dump, or one declaring another encoding, is not split)."""
     stream = bz2.BZ2File(f) if compressed else f
     head = stream.read(4096)
-    declared = _DECLARED_ENCODING.match(head)
-    utf8 = not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
-        declared is None or declared[1].lower().replace(b"_", b"-") in (b"utf-8", b"utf8"))
     siteinfo = SiteInfo()
-    if not utf8:
+    if not _is_utf8_head(head):
         return siteinfo, False
     while b"</siteinfo>" not in head and b"<page>" not in head and len(head) < limit:
         more = stream.read(1 << 16)

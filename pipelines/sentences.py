@@ -43,11 +43,9 @@ _SURE_END = re.compile(
 # "going...No"). A "." before anything else ("3.5", "U.S") never ends one.
 _INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*(?=\s+(\S+)|(?:(?<=[.!?][.!?])|(?<=[!?]))([A-Z]))")
 _OPENERS = "\"'(\u2018\u201c["
-_NOT_SURE = State.abbreviations | State.months | {w.lower() for w in State.months}
-_ROMAN = re.compile(r"^[ivxlcdm]+$")
-
-
 _MONTHS = State.months
+_NOT_SURE = State.abbreviations | _MONTHS | {w.lower() for w in _MONTHS}
+_ROMAN = re.compile(r"^[ivxlcdm]+$")
 
 
 def _next_word(text: str, start: int) -> str:
@@ -70,7 +68,7 @@ def _pieces(paragraph: str) -> list[tuple[int, int]]:
         scanned = end
         if depth > 0 or quotes % 2:
             continue
-        spans.append((start, match.start(2)))
+        spans.append((start, end))
         start = match.end(2)
     spans.append((start, len(paragraph)))
     return spans
@@ -101,30 +99,26 @@ def _needs_syntok(piece: str) -> bool:
     return False
 
 
+def _cut(text: str, starts: list[int]) -> list[str]:
+    """The sentences of `text` beginning at `starts`, whitespace collapsed,
+    those without a word character left out."""
+    sentences = (" ".join(text[a:b].split()) for a, b in zip(starts, starts[1:] + [len(text)]))
+    return [s for s in sentences if _WORD_CHARACTER.search(s)]
+
+
 def split_sentences(paragraph: str) -> list[str]:
     """Splits one paragraph (no newlines needed) into non-empty sentences."""
     result = []
     for start, end in _pieces(paragraph):
         piece = paragraph[start:end]
-        if _needs_syntok(piece):
-            starts = _syntok_starts(piece)
-            bounds = list(zip(starts, starts[1:] + [len(piece)]))
-        else:
-            bounds = [(0, len(piece))]
-        for a, b in bounds:
-            sentence = " ".join(piece[a:b].split())
-            if _WORD_CHARACTER.search(sentence):
-                result.append(sentence)
+        result += _cut(piece, _syntok_starts(piece) if _needs_syntok(piece) else [0])
     return result
 
 
 def split_sentences_syntok(paragraph: str) -> list[str]:
-    """syntok alone on the whole paragraph: the reference `split_sentences`
-    must agree with (tests and benchmarks/sentences.py)."""
-    starts = _syntok_starts(paragraph)
-    ends = starts[1:] + [len(paragraph)]
-    sentences = (" ".join(paragraph[a:b].split()) for a, b in zip(starts, ends))
-    return [s for s in sentences if _WORD_CHARACTER.search(s)]
+    """syntok alone on the whole paragraph: the reference that
+    tests/test_sentences.py holds `split_sentences` against."""
+    return _cut(paragraph, _syntok_starts(paragraph))
 
 
 # --- screening: what a sentence may not be ------------------------------------

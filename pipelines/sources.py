@@ -332,8 +332,9 @@ def _parse_guard(text: str, options: PlanOptions) -> Skip | None:
 def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str], report: TaskReport) -> Document:
     started = time.monotonic()
     rendered = render_wikitext(page.text, hidden, keep_lists=task.options.keep_lists)
-    if time.monotonic() - started > task.options.parse_seconds:
-        raise _PageTooComplex(f"its markup took {time.monotonic() - started:.0f} s to parse, "
+    seconds = time.monotonic() - started
+    if seconds > task.options.parse_seconds:
+        raise _PageTooComplex(f"its markup took {seconds:.0f} s to parse, "
                               f"over the deadline of {task.options.parse_seconds:g} s")
     report.blocks_dropped.update(rendered.dropped)
     report.holes.update(rendered.holes)
@@ -363,8 +364,7 @@ def _read_wiki(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
         pages = mediawiki.iter_repaired_pages(bz2.BZ2File(f), siteinfo, repairs)
     else:
         f.seek(0)
-        if _is_binary(f.read(_BINARY_SAMPLE)):
-            report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, "whole file", _BINARY_REASON))
+        if _skipped_as_binary(f.read(_BINARY_SAMPLE), task, report, "whole file"):
             return
         f.seek(0)
         pages = mediawiki.iter_repaired_pages(f, siteinfo, repairs)
@@ -428,10 +428,17 @@ def _is_binary(sample: bytes) -> bool:
     return False
 
 
+def _skipped_as_binary(sample: bytes, task: ReadTask, report: TaskReport, place: str) -> bool:
+    """Counts the unit as `binary` when its sample is; says whether it did."""
+    if not _is_binary(sample):
+        return False
+    report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, place, _BINARY_REASON))
+    return True
+
+
 def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
     data = f.read()
-    if _is_binary(data[:_BINARY_SAMPLE]):
-        report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, "whole file", _BINARY_REASON))
+    if _skipped_as_binary(data[:_BINARY_SAMPLE], task, report, "whole file"):
         return
     decoded = books.decode(data)
     if decoded.fallback:
@@ -443,9 +450,8 @@ def _read_book(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Docu
 
 def _read_text(task: ReadTask, f: BinaryIO, report: TaskReport) -> Iterator[Document]:
     f.seek(task.start)
-    if _is_binary(f.read(min(_BINARY_SAMPLE, task.end - task.start))):
-        place = f"bytes {task.start}-{task.end}"
-        report.count(Outcome.BINARY, Skip(Outcome.BINARY, task.path, place, _BINARY_REASON))
+    if _skipped_as_binary(f.read(min(_BINARY_SAMPLE, task.end - task.start)), task, report,
+                          f"bytes {task.start}-{task.end}"):
         return
     reader = textformats.read_sentence_documents if task.kind == "sentences" else textformats.read_jsonl_records
     for record in reader(f, task.start, task.end):

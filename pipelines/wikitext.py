@@ -238,7 +238,7 @@ class _Renderer:
         elif ":" in target:
             prefix = target.split(":", 1)[0].strip().lower()
             if prefix in self.hidden or (not has_text and _INTERLANGUAGE_PREFIX.match(prefix)):
-                if prefix in ("file", "image") or prefix in self.hidden and prefix not in ("category", "media"):
+                if prefix in self.hidden and prefix not in ("category", "media"):  # files, localised too
                     self.dropped["file"] += 1
                 return self.skip(start, T.WikilinkOpen, T.WikilinkClose)
         if has_text:
@@ -291,8 +291,6 @@ class _Renderer:
             return self.skip_tag(i)
         if name in ("li", "dt", "dd", "ul", "ol", "dl") and markup is None:
             self.out.append("\n" + _LIST_ITEM + "*" if name in ("li", "dt", "dd") else "\n")
-        if name == "nowiki":
-            pass  # its contents are plain text tokens already
         j = self.render(j + 1, (T.TagOpenClose,))
         while j < len(tokens) and not isinstance(tokens[j], T.TagCloseClose):
             j += 1
