@@ -352,6 +352,58 @@ def _without_nonprose_sections(wikitext: str) -> str:
     return "".join(pieces)
 
 
+# MediaWiki's preprocessor reads comments and extension tags first, left
+# to right, and takes an extension tag's body as raw text up to its first
+# closing tag. Refs are dropped whole and are a large share of a page's
+# markup (citation templates: half of the tokenizer's time on enwiki), so
+# they are cut out here, the way the preprocessor finds them, before the
+# tokenizer sees them; comments and the other raw tags are only stepped over
+# so that a "<ref>" inside them is left alone. An unclosed ref is left to
+# the tokenizer (MediaWiki shows it as text; it becomes a hole).
+_PREPROCESSOR_OPEN = re.compile(
+    r"<!--|<(ref|references|nowiki|pre|math|chem|ce|code|source|syntaxhighlight|score|timeline|hiero|"
+    r"gallery|graph|imagemap|templatedata|inputbox|categorytree|mapframe|maplink)(?=[\s/>])[^>]*?(/?)>",
+    re.IGNORECASE,
+)
+_CLOSING_TAGS: dict[str, re.Pattern] = {}
+
+
+def _closing_tag(name: str) -> re.Pattern:
+    if name not in _CLOSING_TAGS:
+        _CLOSING_TAGS[name] = re.compile(rf"</{name}\s*>", re.IGNORECASE)
+    return _CLOSING_TAGS[name]
+
+
+def _without_refs(wikitext: str) -> str:
+    """The page without its <ref>...</ref>, <ref/> and <references> tags,
+    found as MediaWiki's preprocessor finds them."""
+    if "<ref" not in wikitext and "<REF" not in wikitext.upper():
+        return wikitext
+    pieces, kept_from, position = [], 0, 0
+    while match := _PREPROCESSOR_OPEN.search(wikitext, position):
+        if match[0] == "<!--":
+            end = wikitext.find("-->", match.end())
+            if end < 0:
+                break  # the rest of the page is a comment
+            position = end + 3
+            continue
+        name = match[1].lower()
+        if match[2]:  # self-closing
+            end = match.end()
+        else:
+            close = _closing_tag(name).search(wikitext, match.end())
+            if close is None:  # MediaWiki shows an unclosed tag as text
+                position = match.end()
+                continue
+            end = close.end()
+        if name in ("ref", "references"):
+            pieces.append(wikitext[kept_from:match.start()])
+            kept_from = end
+        position = end
+    pieces.append(wikitext[kept_from:])
+    return "".join(pieces)
+
+
 def render(
     wikitext: str,
     hidden_link_namespaces: frozenset[str] = DEFAULT_HIDDEN_LINK_NAMESPACES,
@@ -361,7 +413,7 @@ def render(
     try:
         # skip_style_tags: bold and italic stay as text (quote runs, which
         # _tidy removes); parsing them is a tenth of the tokenizer's time
-        tokens = _Tokenizer().tokenize(_without_nonprose_sections(wikitext), 0, True)
+        tokens = _Tokenizer().tokenize(_without_nonprose_sections(_without_refs(wikitext)), 0, True)
     except Exception as error:  # the tokenizer's failures are not one class
         raise WikitextError(f"{type(error).__name__}: {error}") from error
     renderer = _Renderer(tokens, hidden_link_namespaces)

@@ -104,3 +104,16 @@ def test_on_the_shared_sample_no_sentence_is_a_list_item_and_lists_are_counted(c
     # a sentence with a hole never comes out; the ones dropped are counted
     assert all(HOLE not in s for d in documents.values() for s in d.sentences)
     assert 0 < summary["sentences_dropped"]["template_hole"] < 0.01 * summary["sentences"]
+
+
+def test_refs_are_found_as_mediawikis_preprocessor_finds_them():
+    # a ref's body is raw text up to its first </ref>: an unbalanced "{{" or
+    # "[[" inside it must not swallow the sentences after it
+    text = ("First fact.<REF name=x>see {{cite|unclosed and [[also</ref > Second fact.<ref name=x /> "
+            "Third<!-- a <ref> in a comment --> fact.<nowiki><ref>shown</ref></nowiki>")
+    (block,) = wikitext_to_blocks(text)
+    assert block.text.startswith("First fact. Second fact. Third fact.")
+    assert "shown" in block.text  # nowiki's body is not a ref (its markup is a hole: that sentence drops)
+    # an unclosed ref is text to MediaWiki: what follows it is not cut away
+    (block,) = wikitext_to_blocks("Before.<ref>never closed. After it.")
+    assert block.text.endswith("After it.")
