@@ -8,12 +8,14 @@ blingfire is faster still but splits "Mr. Weston" after a semicolon and
 
 Why not syntok alone: it tokenizes every character in Python and was a
 third of the corpus stage's time. Most sentence ends are not ambiguous: a
-plain lower-case word, then `.`, `!` or `?`, a space and a capital letter.
-We cut the paragraph there first (syntok splits there too: the word is not
-one of its abbreviations, months or numerals), and only a piece that still
-holds a `.`, `!` or `?` before its end goes through syntok. On the books
-and the Wikipedia sample this gives the same sentences as syntok on whole
-paragraphs (tests/test_sentences.py checks it) at a fraction of the time.
+word (plain, hyphenated, an acronym, "1960s", "25%"), then `.`, `!` or
+`?`, a space and a capital letter. We cut the paragraph there first (syntok
+splits there too: the word is not one of its abbreviations, months or
+numerals), and only a piece that still holds an end mark that syntok might
+split at goes through syntok: a twentieth of the text. On the books and the
+Wikipedia sample this gives syntok's sentences on whole paragraphs but for
+semicolons, where syntok ends a sentence and we never do, and a few
+parentheticals (tests/test_sentences.py), at a fraction of the time.
 
 Sentences are cut from the original paragraph by offsets, so the text of a
 sentence is exactly the text of the input, whitespace collapsed.
@@ -30,22 +32,29 @@ import syntok.segmenter
 from syntok._segmentation_states import State  # syntok's own abbreviation and month lists
 
 _WORD_CHARACTER = re.compile(r"\w")
-# A sure sentence end: a word of two or more letters (capitalised or not) or
-# a number, closing quotes, the end mark(s), space, opening quotes or
-# brackets, a capital. Not when the word is one of syntok's abbreviations,
-# a roman numeral or a number before a month, nor inside brackets or quotes.
-_SURE_END = re.compile(
-    r"(?<![\w.'\u2019-])([A-Za-z][a-z]+|\d{2,4})[\"'\u2019\u201d)\]]*[.!?]+[\"'\u2019\u201d]*(\s+)"
-    r"(?=[\"'\u2018\u201c(\[]*[A-Z][a-z]*)"
+# A sure sentence end: a word of two or more letters (capitalised or not,
+# hyphenated or not), an acronym or a number ("1960s", "25%"), closing
+# quotes or brackets, the end mark(s), space, opening quotes or brackets, a
+# capital. Not when the word is one of syntok's abbreviations, a roman
+# numeral or a number before a month, nor inside brackets. Found in two
+# steps, the end marks first (one per sentence, so few), then the word
+# before them, which is faster than one pattern tried at every word.
+_CANDIDATE_END = re.compile(r"[.!?]+[\"'\u2019\u201d]*(\s+)(?=[\"'\u2018\u201c(\[]*[A-Z])")
+_SURE_WORD = re.compile(
+    r"(?:\S*[^\w.'\u2019-])?(?:\w+-)*([A-Za-z][a-z]+|[A-Z]{2,}|\d{2,4}s?|\d+%)[\"'\u2019\u201d)\]]*"
 )
 # Where syntok might end a sentence inside a piece: an end mark, closing
 # quotes or brackets, then space (or, after "..." or "!"/"?", a capital:
 # "going...No"). A "." before anything else ("3.5", "U.S") never ends one.
-_INNER_END = re.compile(r"[.!?][.!?\"'\u2019\u201d)\]]*(?=\s+(\S+)|(?:(?<=[.!?][.!?])|(?<=[!?]))([A-Z]))")
+_INNER_END = re.compile(
+    r"[.!?][.!?\"'\u2019\u201d)\]]*(?=\s+(\S+)|(?:(?<=[.!?][.!?])|(?<=[!?])|(?<=[a-z]{2}\.))([A-Z]))"
+)
 _OPENERS = "\"'(\u2018\u201c["
+_CLOSERS = ",;:.!?\"')\u2019\u201d]"
 _MONTHS = State.months
 _NOT_SURE = State.abbreviations | _MONTHS | {w.lower() for w in _MONTHS}
 _ROMAN = re.compile(r"^[ivxlcdm]+$")
+_DOTTED = re.compile(r"^[^\W\d_]+(\.[^\W\d_]+)+$")  # "U.S", "e.g", "Ph.D" (the last "." is the match's)
 
 
 def _next_word(text: str, start: int) -> str:
@@ -54,22 +63,25 @@ def _next_word(text: str, start: int) -> str:
 
 def _pieces(paragraph: str) -> list[tuple[int, int]]:
     """Spans of the paragraph between sure sentence ends."""
-    spans, start, depth, quotes, scanned = [], 0, 0, 0, 0
-    for match in _SURE_END.finditer(paragraph):
-        word = match[1]
+    spans, start, depth, scanned = [], 0, 0, 0
+    for match in _CANDIDATE_END.finditer(paragraph):
+        mark = match.start()
+        sure = _SURE_WORD.fullmatch(paragraph, paragraph.rfind(" ", 0, mark) + 1, mark)
+        if sure is None:
+            continue
+        word = sure[1]
         if word in _NOT_SURE or _ROMAN.match(word.lower()):
             continue
-        if word.isdigit() and _next_word(paragraph, match.end(2)) in _MONTHS:
+        if word.isdigit() and _next_word(paragraph, match.end(1)) in _MONTHS:
             continue  # "5 Sept. 2001"-like dates: syntok keeps them together
-        # syntok reads brackets and quotations as units: never cut inside one
-        end = match.start(2)
+        # syntok reads a bracket as a unit: never cut inside one
+        end = match.start(1)
         depth += paragraph.count("(", scanned, end) - paragraph.count(")", scanned, end)
-        quotes += paragraph.count('"', scanned, end)
         scanned = end
-        if depth > 0 or quotes % 2:
+        if depth > 0:
             continue
         spans.append((start, end))
-        start = match.end(2)
+        start = match.end(1)
     spans.append((start, len(paragraph)))
     return spans
 
@@ -87,13 +99,13 @@ def _needs_syntok(piece: str) -> bool:
         after = match[1]
         if after is None:
             return True  # a capital glued to "..." or "!"
-        after = after.lstrip(_OPENERS)
+        after = after.lstrip(_OPENERS).rstrip(_CLOSERS)  # syntok's next token: "However," is "However"
         if after[:1].islower() or after[:1] in ",;:":
             continue
         start = match.start()
         before = piece[piece.rfind(" ", 0, start) + 1:start].lstrip(_OPENERS)
         if match[0] == "." and after not in State.starters and (
-                before in State.abbreviations or (len(before) == 1 and before.isupper()) or "." in before):
+                before in State.abbreviations or (len(before) == 1 and before.isupper()) or _DOTTED.match(before)):
             continue
         return True
     return False
