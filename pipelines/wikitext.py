@@ -68,7 +68,12 @@ _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _QUOTE_MARKUP = re.compile(r"'{2,}")
 _EMPTY_PARENS = re.compile(r"[(\[]\s*[,;:]*\s*[)\]]")
 _DANGLING_SEPARATOR = re.compile(r"(?<=\()\s*[,;:]\s*|\s*[,;:]\s*(?=\))")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
+# After whitespace is collapsed, an empty or dangling bracket always holds one
+# of these; they are searched first because the patterns above, which may
+# start at any space, are slow to scan a paragraph with (about 60 ns a char).
+_EMPTY_OR_DANGLING_OPEN = re.compile(r"[(\[][ ,;:)\]]")
+_DANGLING_CLOSE = re.compile(r"[,;:] ?\)")
+_SPACE_BEFORE_PUNCT = re.compile(r" (?=[,.;:!?])")  # whitespace is collapsed first
 # A template right after a sentence's end, or before a paragraph's or a
 # sentence's capital first word, is not inside a sentence (a footnote, an
 # icon, a box): it leaves no hole. Anywhere else it does.
@@ -142,10 +147,10 @@ class _Renderer:
         depth = 0
         tokens = self.tokens
         while i < len(tokens):
-            token = tokens[i]
-            if isinstance(token, open_type):
+            kind = type(tokens[i])
+            if kind is open_type:
                 depth += 1
-            elif isinstance(token, close_type):
+            elif kind is close_type:
                 depth -= 1
                 if depth == 0:
                     return i + 1
@@ -157,14 +162,14 @@ class _Renderer:
         depth = 0
         tokens = self.tokens
         while i < len(tokens):
-            token = tokens[i]
-            if isinstance(token, T.TagOpenOpen):
+            kind = type(tokens[i])
+            if kind is T.TagOpenOpen:
                 depth += 1
-            elif isinstance(token, (T.TagCloseSelfclose, T.TagOpenClose)):
+            elif kind is T.TagCloseSelfclose or kind is T.TagOpenClose:
                 depth -= 1
                 if depth == 0:
-                    if isinstance(token, T.TagOpenClose):
-                        while i < len(tokens) and not isinstance(tokens[i], T.TagCloseClose):
+                    if kind is T.TagOpenClose:
+                        while i < len(tokens) and type(tokens[i]) is not T.TagCloseClose:
                             i += 1
                     return i + 1
             i += 1
@@ -178,7 +183,7 @@ class _Renderer:
             token = tokens[i]
             kind = type(token)
             if kind is T.Text:
-                out.append(token.text)
+                out.append(token["text"])  # tokens are dicts: [] is faster than their __getattr__
                 i += 1
             elif until and isinstance(token, until):
                 return i
@@ -249,7 +254,7 @@ class _Renderer:
         return i + 1
 
     def external_link(self, i: int) -> int:
-        bracketed = self.tokens[i].brackets
+        bracketed = self.tokens[i].get("brackets")
         url, i = self.text_of(i + 1, (T.ExternalLinkSeparator, T.ExternalLinkClose))
         if i < len(self.tokens) and isinstance(self.tokens[i], T.ExternalLinkSeparator):
             title, i = self.text_of(i + 1, (T.ExternalLinkClose,))
@@ -261,11 +266,11 @@ class _Renderer:
 
     def tag(self, i: int) -> int:
         tokens = self.tokens
-        markup = getattr(tokens[i], "wiki_markup", None)
+        markup = tokens[i].get("wiki_markup")
         j = i + 1
         name_parts = []
-        while j < len(tokens) and isinstance(tokens[j], T.Text):
-            name_parts.append(tokens[j].text)
+        while j < len(tokens) and type(tokens[j]) is T.Text:
+            name_parts.append(tokens[j]["text"])
             j += 1
         name = "".join(name_parts).strip().lower()
         while j < len(tokens) and not isinstance(tokens[j], (T.TagCloseOpen, T.TagCloseSelfclose)):
@@ -303,14 +308,14 @@ def _tidy(text: str) -> str:
     # each substitution only where its trigger occurs: this runs per paragraph
     if "__" in text:
         text = _MAGIC_WORD.sub("", text)
-    if "''" in text:
+    if "''" in text:  # bold and italic markup (a run of quotes: adjacent runs join once tags are gone)
         text = _QUOTE_MARKUP.sub("", text)
     text = " ".join(text.split())
-    if "(" in text or "[" in text:
+    if ("(" in text or "[" in text) and (_EMPTY_OR_DANGLING_OPEN.search(text) or _DANGLING_CLOSE.search(text)):
         text = _EMPTY_PARENS.sub("", text)
         text = _DANGLING_SEPARATOR.sub("", text)
         text = " ".join(text.split())
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    return _SPACE_BEFORE_PUNCT.sub("", text)
 
 
 def _paragraph(lines: list[str], holes: Counter) -> str:
@@ -324,7 +329,8 @@ def _paragraph(lines: list[str], holes: Counter) -> str:
     return text.rstrip(HOLE + " ") if text.rstrip(HOLE + " ")[-1:] in ".!?\"')" else text
 
 
-_HEADING_LINE = re.compile(r"^(={1,6})[ \t]*([^=\n][^\n]*?)[ \t]*\1[ \t]*$", re.MULTILINE)
+# found after a newline (a literal prefix: scanning for "^" at every line is slower)
+_HEADING_LINE = re.compile(r"\n(={1,6})[ \t]*([^=\n][^\n]*?)[ \t]*\1[ \t]*(?=\n|\Z)")
 
 
 def _without_nonprose_sections(wikitext: str) -> str:
@@ -335,13 +341,14 @@ def _without_nonprose_sections(wikitext: str) -> str:
     kept so the section is still counted."""
     if "=" not in wikitext:
         return wikitext
-    pieces, position, skip_level = [], 0, 0
+    wikitext = "\n" + wikitext  # so that a heading on the first line follows a newline too
+    pieces, position, skip_level = [], 1, 0
     for match in _HEADING_LINE.finditer(wikitext):
         level = len(match[1])
         if skip_level and level > skip_level:
             continue
         if skip_level:
-            position = match.start()
+            position = match.start() + 1  # the heading, not the newline before it
             skip_level = 0
         if match[2].strip().lower().strip("'") in DROPPED_SECTIONS:
             pieces.append(wikitext[position:match.end()] + "\n")
@@ -365,6 +372,7 @@ _PREPROCESSOR_OPEN = re.compile(
     r"gallery|graph|imagemap|templatedata|inputbox|categorytree|mapframe|maplink)(?=[\s/>])[^>]*?(/?)>",
     re.IGNORECASE,
 )
+_REF_OPEN = re.compile("<ref", re.IGNORECASE)
 _CLOSING_TAGS: dict[str, re.Pattern] = {}
 
 
@@ -377,7 +385,7 @@ def _closing_tag(name: str) -> re.Pattern:
 def _without_refs(wikitext: str) -> str:
     """The page without its <ref>...</ref>, <ref/> and <references> tags,
     found as MediaWiki's preprocessor finds them."""
-    if "<ref" not in wikitext and "<REF" not in wikitext.upper():
+    if not _REF_OPEN.search(wikitext):
         return wikitext
     pieces, kept_from, position = [], 0, 0
     while match := _PREPROCESSOR_OPEN.search(wikitext, position):
