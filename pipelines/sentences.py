@@ -41,7 +41,7 @@ _WORD_CHARACTER = re.compile(r"\w")
 # before them, which is faster than one pattern tried at every word.
 _CANDIDATE_END = re.compile(r"[.!?]+[\"'\u2019\u201d]*(\s+)(?=[\"'\u2018\u201c(\[]*[A-Z])")
 _SURE_WORD = re.compile(
-    r"(?:\S*[^\w.'\u2019-])?(?:\w+-)*([A-Za-z][a-z]+|[A-Z]{2,}|\d{2,4}s?|\d+%)[\"'\u2019\u201d)\]]*"
+    r"(?:\S*[^\w.'\u2019-])?(?:\w+-)*_?([^\W\d_]{2,}|\d{2,4}s?|\d+%)_?(?:['\u2019]s)?[\"'\u2019\u201d)\]]*"
 )
 # Where syntok might end a sentence inside a piece: an end mark, closing
 # quotes or brackets, then space (or, after "..." or "!"/"?", a capital:
@@ -105,7 +105,8 @@ def _needs_syntok(piece: str) -> bool:
         start = match.start()
         before = piece[piece.rfind(" ", 0, start) + 1:start].lstrip(_OPENERS)
         if match[0] == "." and after not in State.starters and (
-                before in State.abbreviations or (len(before) == 1 and before.isupper()) or _DOTTED.match(before)):
+                before in State.abbreviations or _DOTTED.match(before) or (
+                    len(before) == 1 and before.isalpha() and (before.isupper() or before not in State.vowels))):
             continue
         return True
     return False
