@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 import syntok.segmenter
 from syntok._segmentation_states import State  # syntok's own abbreviation and month lists
@@ -90,15 +91,17 @@ def _syntok_starts(text: str) -> list[int]:
     return [sentence[0].offset for paragraph in syntok.segmenter.analyze(text) for sentence in paragraph if sentence]
 
 
-def _needs_syntok(piece: str) -> bool:
-    """Whether syntok could end a sentence inside the piece. It never does
-    before a lower-case word, nor after one of its abbreviations ("Mr."), an
-    initial ("B.") or a dotted abbreviation ("U.S.", "e.g.") unless a sentence
-    starter ("However", "The", ...) follows: those ends we decide here."""
+def _open_marks(piece: str) -> Iterator[re.Match]:
+    """The end marks of the piece that syntok might end a sentence at. It
+    never does before a lower-case word, nor after one of its abbreviations
+    ("Mr."), an initial ("B.") or a dotted abbreviation ("U.S.", "e.g.")
+    unless a sentence starter ("However", "The", ...) follows: those ends we
+    decide here."""
     for match in _INNER_END.finditer(piece):
         after = match[1]
         if after is None:
-            return True  # a capital glued to "..." or "!"
+            yield match  # a capital glued to "..." or "!"
+            continue
         after = after.lstrip(_OPENERS).rstrip(_CLOSERS)  # syntok's next token: "However," is "However"
         if after[:1].islower() or after[:1] in ",;:":
             continue
@@ -108,8 +111,74 @@ def _needs_syntok(piece: str) -> bool:
                 before in State.abbreviations or _DOTTED.match(before) or (
                     len(before) == 1 and before.isalpha() and (before.isupper() or before not in State.vowels))):
             continue
-        return True
-    return False
+        yield match
+
+
+def _needs_syntok(piece: str) -> bool:
+    """Whether syntok could end a sentence inside the piece."""
+    return next(_open_marks(piece), None) is not None
+
+
+# syntok decides an end mark from the few words around it: the word before
+# (is it an abbreviation, an initial, the sentence's first?) and the words
+# after (a starter, a number, a month, a bracket and what follows it). So a
+# long piece is not given to syntok whole (it costs about 2.4 us a
+# character): each open mark is decided on a window of words around it.
+# A window must hold no bracket (syntok skips bracketed text whole, and its
+# lookahead from a bracket is long) and not start inside one; where it would,
+# the whole piece goes to syntok, as does a piece short enough to be cheap.
+_WINDOW_WORDS = 6
+_WHOLE_PIECE_CHARS = 160
+_BRACKETS = "()[]"
+
+
+def _window_start(piece: str, position: int) -> int:
+    for _ in range(_WINDOW_WORDS):
+        position = piece.rfind(" ", 0, position - 1)
+        if position < 0:
+            return 0
+    return position + 1
+
+
+def _window_end(piece: str, position: int) -> int:
+    for _ in range(_WINDOW_WORDS):
+        position = piece.find(" ", position + 1)
+        if position < 0:
+            return len(piece)
+    return position
+
+
+def _start_after(piece: str, mark: re.Match) -> int | None:
+    """Where syntok starts a sentence after the mark (-1: it does not), or
+    None when the mark cannot be decided on a window."""
+    begin, end = _window_start(piece, mark.start()), _window_end(piece, mark.end())
+    window = piece[begin:end]
+    if any(bracket in window for bracket in _BRACKETS) or (
+            piece.count("(", 0, begin) != piece.count(")", 0, begin)
+            or piece.count("[", 0, begin) != piece.count("]", 0, begin)):
+        return None
+    following = len(piece) - len(piece[mark.end():].lstrip()) if mark.end() < len(piece) else len(piece)
+    for start in _syntok_starts(window):
+        if mark.start() < begin + start <= following:
+            return begin + start
+    return -1
+
+
+def _syntok_decided(piece: str) -> list[int]:
+    """Sentence starts in the piece, as syntok gives them."""
+    marks = list(_open_marks(piece))
+    if not marks:
+        return [0]
+    if len(piece) <= _WHOLE_PIECE_CHARS:
+        return _syntok_starts(piece)
+    starts = [0]
+    for mark in marks:
+        start = _start_after(piece, mark)
+        if start is None:
+            return _syntok_starts(piece)
+        if start > 0:
+            starts.append(start)
+    return starts
 
 
 def _cut(text: str, starts: list[int]) -> list[str]:
@@ -124,7 +193,7 @@ def split_sentences(paragraph: str) -> list[str]:
     result = []
     for start, end in _pieces(paragraph):
         piece = paragraph[start:end]
-        result += _cut(piece, _syntok_starts(piece) if _needs_syntok(piece) else [0])
+        result += _cut(piece, _syntok_decided(piece))
     return result
 
 
