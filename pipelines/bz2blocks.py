@@ -46,10 +46,27 @@ _BLOCK_PATTERNS = _patterns(BLOCK_MAGIC)
 _END_PATTERNS = _patterns(END_MAGIC)
 
 
+_SCAN = 1 << 16  # bytes searched at a time for all eight shifts of a magic
+
+
 def _find(data: bytes, patterns, start_bit: int, end_bit: int = -1) -> int:
+    """The first bit offset in [start_bit, end_bit) where the magic starts,
+    or -1. Searched window by window: seven of the eight shifts never occur,
+    and each would otherwise be searched to the end of the buffer."""
+    stop = end_bit if end_bit >= 0 else len(data) * 8
+    while start_bit < stop:
+        window_end = min(stop, start_bit + _SCAN * 8)
+        found = _find_before(data, patterns, start_bit, window_end)
+        if found >= 0:
+            return found
+        start_bit = window_end
+    return -1
+
+
+def _find_before(data: bytes, patterns, start_bit: int, end_bit: int) -> int:
     """The first bit offset in [start_bit, end_bit) where the magic starts, or -1."""
-    best = end_bit if end_bit >= 0 else -1
-    limit = len(data) if end_bit < 0 else min(len(data), end_bit // 8 + 7)
+    best = end_bit
+    limit = min(len(data), end_bit // 8 + 7)
     for k, middle, first_mask, first_value, last_mask, last_value in patterns:
         # the middle bytes begin one byte after the magic's first byte when k > 0
         position = max(0, start_bit // 8 - 1)
@@ -59,7 +76,7 @@ def _find(data: bytes, patterns, start_bit: int, end_bit: int = -1) -> int:
                 break
             byte = found if k == 0 else found - 1
             bit = byte * 8 + k
-            if best >= 0 and bit >= best:
+            if bit >= best:
                 break
             ok = byte >= 0 and bit >= start_bit
             if ok and k:
@@ -88,6 +105,25 @@ def _standalone(data: bytes, level: bytes, start_bit: int, end_bit: int) -> byte
     total = length + 80
     padding = -total % 8
     return b"BZh" + level + (value << padding).to_bytes((total + padding) // 8, "big")
+
+
+# A block past the range is read only up to its first <page>, usually a few
+# kB in: decoded lazily, libbz2 still undoes the whole Huffman and BWT
+# stages but writes out only what is asked for (about half a block's cost).
+_LAZY_OUTPUT = 1 << 16
+
+
+def _lazily(stream: bytes) -> Iterator[tuple[bool, bytes]]:
+    decompressor = bz2.BZ2Decompressor()
+    piece = decompressor.decompress(stream, _LAZY_OUTPUT)
+    while True:
+        if piece:
+            yield False, piece
+        if decompressor.eof:
+            return
+        if not piece and decompressor.needs_input:
+            raise OSError("the block ends before its end-of-stream marker")
+        piece = decompressor.decompress(b"", _LAZY_OUTPUT)
 
 
 class BlockError(OSError):
@@ -138,7 +174,10 @@ def iter_blocks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bool, bytes
             data = data[drop:] + more
             bit -= drop * 8
         try:
-            yield in_range, bz2.decompress(_standalone(data, level, bit, next_bit))
+            if in_range:
+                yield True, bz2.decompress(_standalone(data, level, bit, next_bit))
+            else:
+                yield from _lazily(_standalone(data, level, bit, next_bit))
         except (OSError, ValueError) as error:
             raise BlockError(f"the bz2 block at byte {absolute // 8} does not decode: {error}") from error
         # next block: skip an end marker (and a new stream header) if that is what follows
