@@ -16,7 +16,9 @@ Measured, --runs times each, medians printed:
 Printed: CPU-ms per page, MB of XML per CPU-second, peak RSS, our speed per
 core as a ratio of wikiextractor's (target >= 1) and the 2-worker speed-up
 on wall time (target >= 1.7 on 2 cores). Outputs of 1 and 2 workers must
-be byte-identical.
+be byte-identical. `python -c "import apache_beam"` is measured too: the
+memory and start-up every Beam job pays before it reads a byte. The dump is
+built in a child process, so that no command inherits its pages.
 
     python benchmarks/extract.py [--mb 50] [--runs 3] [--corpora ../shared/corpora]
 """
@@ -82,14 +84,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     default_corpora = os.environ.get("ALBERTPREP_CORPORA", ROOT.parent / "shared" / "corpora")
     parser.add_argument("--corpora", type=pathlib.Path, default=default_corpora)
+    parser.add_argument("--build-only", type=pathlib.Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_only:
+        print(*build_dump(args.corpora, args.build_only, args.mb))
+        return
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)
         dump = tmp_path / "in" / "enwiki-20160101-pages-articles.xml.bz2"
         dump.parent.mkdir()
-        pages, xml_bytes = build_dump(args.corpora, dump, args.mb)
+        # built in a child: a command forked from a parent that held the dump
+        # would count the parent's pages in its own peak RSS
+        built = subprocess.run([python, __file__, "--build-only", str(dump), "--mb", str(args.mb),
+                                "--corpora", str(args.corpora)], check=True, capture_output=True, text=True)
+        pages, xml_bytes = (int(n) for n in built.stdout.split())
         commands = {
+            "import apache_beam": [python, "-c", "import apache_beam"],
             "wikiextractor": [python, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(tmp_path / "wx"),
                               "--processes", "1", "--no-templates", "-q"],
             "albertprep 1 worker": [python, "-m", "pipelines.cli", "extract", str(dump), "--output",
@@ -114,6 +125,8 @@ def main() -> None:
         medians[name] = (wall, cpu, rss)
         print(f"{name:>22} {wall:>7.1f} {cpu:>7.1f} {1000 * cpu / pages:>12.2f} {mb / cpu:>9.2f} {rss:>12.0f}")
     ours, theirs = medians["albertprep 1 worker"], medians["wikiextractor"]
+    print(f"of which Beam's import alone: {medians['import apache_beam'][2]:.0f} MB peak RSS, "
+          f"{medians['import apache_beam'][1]:.1f} CPU s")
     print(f"speed per core, albertprep / wikiextractor (CPU time): {theirs[1] / ours[1]:.2f} (target >= 1)")
     print(f"peak RSS, albertprep / wikiextractor: {ours[2] / theirs[2]:.2f} (target <= 4)")
     print(f"2 workers / 1 worker, wall: {ours[0] / medians['albertprep 2 workers'][0]:.2f} (target >= 1.7) "
