@@ -114,11 +114,6 @@ def _open_marks(piece: str) -> Iterator[re.Match]:
         yield match
 
 
-def _needs_syntok(piece: str) -> bool:
-    """Whether syntok could end a sentence inside the piece."""
-    return next(_open_marks(piece), None) is not None
-
-
 # syntok decides an end mark from the few words around it: the word before
 # (is it an abbreviation, an initial, the sentence's first?) and the words
 # after (a starter, a number, a month, a bracket and what follows it). So a
@@ -134,6 +129,8 @@ _BRACKETS = "()[]"
 
 def _window_start(piece: str, position: int) -> int:
     for _ in range(_WINDOW_WORDS):
+        if position <= 0:
+            return 0
         position = piece.rfind(" ", 0, position - 1)
         if position < 0:
             return 0
