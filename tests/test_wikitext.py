@@ -117,3 +117,16 @@ def test_refs_are_found_as_mediawikis_preprocessor_finds_them():
     # an unclosed ref is text to MediaWiki: what follows it is not cut away
     (block,) = wikitext_to_blocks("Before.<ref>never closed. After it.")
     assert block.text.endswith("After it.")
+
+
+def test_tables_are_found_by_lines_as_mediawiki_finds_them():
+    text = ("Before the table.\n{| class=wikitable\n|-\n| outer {{convert|5|km}}\n"
+            "{|\n| inner\n|}\n|}\nAfter the table.\n"
+            "<!--\n{|\n-->Still prose.\n:{|\n| indented\n|}\n<pre>\n{|\n</pre>\nEnd.")
+    rendered = render(text)
+    assert [block.text for block in rendered.blocks] == ["Before the table.", "After the table. Still prose.", "End."]
+    assert rendered.dropped["table"] == 2  # nested tables are one table; the one in a comment is none
+    # an unclosed table is left to the tokenizer: its rows are dropped and counted, the prose kept
+    rendered = render("Prose.\n{|\n| a cell\nMore prose.")
+    assert [block.text for block in rendered.blocks] == ["Prose.", "More prose."]
+    assert rendered.dropped["table_row"] == 2
