@@ -122,8 +122,8 @@ def _open_marks(piece: str) -> Iterator[re.Match]:
 # A window must hold no bracket (syntok skips bracketed text whole, and its
 # lookahead from a bracket is long) and not start inside one; where it would,
 # the whole piece goes to syntok, as does a piece short enough to be cheap.
-_WINDOW_WORDS = 6
-_WHOLE_PIECE_CHARS = 160
+_WINDOW_WORDS = 4
+_WHOLE_PIECE_CHARS = 80
 _BRACKETS = "()[]"
 
 
