@@ -6,6 +6,13 @@ corpus stage's time, the tokenizer a fourteenth. The tokens are the real
 parser's (templates, links, tags, tables, headings, lists, entities), so
 no regex guesses at markup.
 
+Three things that are dropped whole are cut out before tokenizing, found
+the way MediaWiki itself finds them, because they were most of the
+tokenizer's work: refs (by its preprocessor's rules for extension tags),
+wikitables (by lines, as its table parser reads them) and the non-prose
+sections (by heading lines). Comments and raw tags such as <nowiki> and
+<pre> are stepped over, so nothing inside them is taken for markup.
+
 What the renderer keeps, as MediaWiki shows it to a reader:
 - text, the visible text of links, bold and italic, and HTML entities;
 - the inline templates that carry text (pipelines/templates.py); any other
