@@ -7,9 +7,11 @@ step wrote (the DaskRunner returns no results or metrics to read).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -63,7 +65,7 @@ def documents_for(inputs: list[str], output: str, options: sources.PlanOptions, 
         return [dict(extract.read_summary(i), directory=i) for i in inputs]
     if any(_is_extract_output(i) for i in inputs):
         raise JobError("give either raw inputs or extract outputs (directories with summary.json), not both")
-    directory = FileSystems.join(output, "documents")
+    directory = FileSystems.join(output, layout.DOCUMENTS)
     return [dict(run_extract(inputs, directory, options, runner, overwrite=True), directory=directory)]
 
 
@@ -90,18 +92,60 @@ def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, r
 
 
 def check_output(output: str, overwrite: bool) -> None:
+    """Refuses a finished output unless told to overwrite. Nothing of it is
+    touched here: the new dataset is built beside it (see `_committed`)."""
     completed = FileSystems.join(output, layout.COMPLETED)
     if FileSystems.exists(completed) and not overwrite:
         raise JobError(f"{output} already holds finished shards ({layout.COMPLETED}); "
                        "pass --overwrite to replace them")
-    if FileSystems.exists(output):
-        old = FileSystems.match([FileSystems.join(output, pattern) for pattern in
-                                 ("*.array_record", layout.MANIFEST, layout.COMPLETED)])
-        stale = [m.path for match in old for m in match.metadata_list]
-        if stale:
-            FileSystems.delete(stale)
-    else:
-        FileSystems.mkdirs(output)
+
+
+def _staging_dir(output: str) -> str:
+    """A hidden directory beside `output`, unique to this run."""
+    output = output.rstrip("/")
+    parent, name = output.rsplit("/", 1) if "/" in output else (".", output)
+    return FileSystems.join(parent, atomic.temporary_name(name))
+
+
+def _files_under(directory: str) -> list[str]:
+    if not FileSystems.exists(directory):
+        return []
+    return [m.path for match in FileSystems.match([FileSystems.join(directory, "**")]) for m in match.metadata_list]
+
+
+def _is_prepared_file(relative: str) -> bool:
+    """Whether a path (relative to a prepared directory) is one prepare writes."""
+    top = relative.split("/", 1)[0]
+    return top in layout.PREPARED_FILES or top == layout.DOCUMENTS or top.endswith(".array_record")
+
+
+@contextlib.contextmanager
+def _committed(output: str) -> Iterator[str]:
+    """A staging directory to build the new dataset in. Only when the block
+    succeeds are the old dataset's files in `output` replaced by the new
+    ones (COMPLETED first out and last in, so a reader never takes a mix for
+    a whole dataset); files of others in `output` are left alone. When it
+    fails, the staging directory goes and `output` is as it was."""
+    staging = _staging_dir(output)
+    FileSystems.mkdirs(staging)
+    try:
+        yield staging
+        old = [p for p in _files_under(output) if _is_prepared_file(p[len(output.rstrip("/")) + 1:])]
+        completed = FileSystems.join(output, layout.COMPLETED)
+        old.sort(key=lambda p: p != completed)  # the marker goes first
+        if old:
+            FileSystems.delete(old)
+        new = sorted(_files_under(staging), key=lambda p: p.endswith("/" + layout.COMPLETED))  # the marker last
+        targets = [FileSystems.join(output, p[len(staging) + 1:]) for p in new]
+        for target in targets:
+            parent = target.rsplit("/", 1)[0]
+            if not FileSystems.exists(parent):
+                FileSystems.mkdirs(parent)
+        for source, target in zip(new, targets):
+            FileSystems.rename([source], [target])
+    finally:
+        if FileSystems.exists(staging):
+            FileSystems.delete([staging])
 
 
 def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
@@ -109,12 +153,27 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
                 overwrite: bool = False) -> dict:
     started = time.monotonic()
     check_output(output, overwrite)
-    tokenizer = Tokenizer.from_file(spm_model, vocab.do_lower_case) if spm_model else None
-    summaries = documents_for(inputs, output, plan_options, runner)
+    try:
+        tokenizer = Tokenizer.from_file(spm_model, vocab.do_lower_case) if spm_model else None
+    except OSError as error:
+        raise JobError(f"--spm-model {spm_model}: {error.strerror or error}") from error
+    with _committed(output) as staging:
+        _prepare_into(staging, output, inputs, config, runner, plan_options, spm_model, tokenizer, vocab)
+    manifest = read_manifest(output)
+    manifest["seconds"] = time.monotonic() - started
+    return manifest
+
+
+def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.PrepareConfig,
+                  runner: RunnerConfig, plan_options: sources.PlanOptions, spm_model: str | None,
+                  tokenizer: Tokenizer | None, vocab: prepare.VocabConfig) -> None:
+    """The whole prepared dataset, written into `staging`; the manifest
+    names the documents files where they will be once it is `output`."""
+    summaries = documents_for(inputs, staging, plan_options, runner)
     if tokenizer is None:
-        tokenizer = run_vocab(summaries, output, vocab, runner, config.split_bytes)
+        tokenizer = run_vocab(summaries, staging, vocab, runner, config.split_bytes)
     else:
-        with atomic.created(FileSystems.join(output, layout.SPM_MODEL)) as f:
+        with atomic.created(FileSystems.join(staging, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, config.split_bytes)
@@ -141,16 +200,14 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
                               "unicode": "NFKD, combining accents stripped", "do_lower_case": tokenizer.do_lower_case},
         },
         "inputs": [item for s in summaries for item in s["inputs"]],
-        "documents_files": [{"path": p, "bytes": b} for p, b in files],
+        "documents_files": [{"path": output.rstrip("/") + p[len(staging):] if p.startswith(staging + "/") else p,
+                             "bytes": b} for p, b in files],
         "corpus": [{k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
                    for s in summaries],
     }
     pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
-    prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, output, manifest_base)
+    prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, staging, manifest_base)
     _run(pipeline)
-    manifest = read_manifest(output)
-    manifest["seconds"] = time.monotonic() - started
-    return manifest
 
 
 def read_manifest(directory: str) -> dict:

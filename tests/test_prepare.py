@@ -156,3 +156,38 @@ def test_inspect_shows_instances_and_statistics(books_prepared):
     assert blocks[0].count("[CLS]") == 1 and blocks[0].count("[SEP]") == 2 and "→" in blocks[0]
     statistics = json.loads(text.split("train statistics:\n", 1)[1])
     assert statistics["instances"] == manifest["splits"]["train"]["records"]
+
+
+def _snapshot(directory):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_overwrite_leaves_the_finished_dataset_intact(tmp_path, capsys):
+    output = tmp_path / "prepared"
+    small = ["--spm-model", ALBERT_MODEL, "--dupe-factor", "1", "--max-seq-length", "128"]
+    run_prepare([BOOKS / "blake-poems.txt"], output, *small)
+    (output / "NOTES.txt").write_text("the user's own file")
+    before = _snapshot(output)
+    failures = {
+        "missing input": ([tmp_path / "no-such-book.txt"], small),
+        "missing --spm-model": ([BOOKS / "blake-poems.txt"], ["--spm-model", tmp_path / "no-such.model"]),
+        "a model without [CLS]": ([BOOKS / "blake-poems.txt"],
+                                  ["--spm-model", CORPORA / "spm" / "botchan-unigram1000.model"]),
+    }
+    for what, (inputs, extra) in failures.items():
+        code = cli.main(["prepare", *map(str, inputs), "--output", str(output), "--overwrite", *map(str, extra)])
+        err = capsys.readouterr().err
+        assert code == 2, what
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (what, err)
+        assert _snapshot(output) == before, what
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no staging directory left beside it
+
+    # a run that succeeds replaces the dataset's files, and only those
+    manifest = run_prepare([BOOKS / "blake-poems.txt"], output, *small[:-4], "--dupe-factor", "2",
+                           "--max-seq-length", "128", "--overwrite")
+    after = _snapshot(output)
+    assert after["NOTES.txt"] == before["NOTES.txt"]
+    assert after["manifest.json"] != before["manifest.json"] and manifest["config"]["dupe_factor"] == 2
+    assert set(after) == set(before) and (output / layout.COMPLETED).exists()
+    assert all(str(output) in f["path"] for f in manifest["documents_files"])  # where they are now, not staged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
