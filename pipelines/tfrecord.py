@@ -34,7 +34,9 @@ from array_record.python.array_record_module import ArrayRecordReader
 
 from pipelines import atomic, records
 from pipelines.crc32c import crc32c, crc32c_many, masked_crc, masked_crcs
-from pipelines.protowire import field
+from pipelines.layout import SPM_MODEL
+from pipelines.protowire import LENGTH_DELIMITED, encode_varint, field
+from pipelines.tokenizer import Tokenizer
 
 SUFFIX = ".tfrecord"
 
@@ -68,10 +70,11 @@ def _varints(values: np.ndarray) -> bytes:
     if values.size == 0:
         return b""
     unsigned = values.astype(np.int64, copy=False).view(np.uint64)
-    groups = (unsigned[:, None] >> _VARINT_SHIFTS) & np.uint64(0x7F)  # [n, 10], least significant first
+    width = max(1, -(-int(unsigned.max()).bit_length() // 7))  # groups the largest value needs
+    groups = (unsigned[:, None] >> _VARINT_SHIFTS[:width]) & np.uint64(0x7F)  # [n, width], least significant first
     nonzero = groups != 0
-    length = np.where(nonzero.any(axis=1), 10 - np.argmax(nonzero[:, ::-1], axis=1), 1)
-    position = np.arange(10)
+    length = np.where(nonzero.any(axis=1), width - np.argmax(nonzero[:, ::-1], axis=1), 1)
+    position = np.arange(width)
     continued = position < (length - 1)[:, None]
     encoded = (groups.astype(np.uint8) | np.where(continued, 0x80, 0).astype(np.uint8))
     return encoded[position < length[:, None]].tobytes()
@@ -111,21 +114,87 @@ def encode_example(features: Mapping[str, np.ndarray]) -> bytes:
     return field(1, entries)
 
 
-def albert_example(instance_features: Mapping[str, np.ndarray]) -> bytes:
+def albert_example(instance_features: Mapping[str, np.ndarray], word_start: np.ndarray | None = None) -> bytes:
     """The tf.train.Example that google-research/albert's run_pretraining.py reads.
 
     Takes `records.to_features`' dict; the names change to ALBERT's
     (sentence_order_label → next_sentence_labels, a list of one), ints are
-    int64 and masked_lm_weights float, whatever the input dtypes.
+    int64 and masked_lm_weights float, whatever the input dtypes. With
+    `word_start` ([vocab] bool, `Tokenizer.albert_word_start`) it also
+    writes ALBERT's `token_boundary` (1 where a word unit starts, 0 on
+    padding), which run_pretraining.py needs with --masked_lm_budget.
     """
-    missing = ALBERT_FEATURES.keys() - instance_features.keys()
-    unknown = instance_features.keys() - ALBERT_FEATURES.keys()
+    batch = {name: np.asarray(value)[None] for name, value in instance_features.items()}
+    return albert_examples(batch, word_start)[0]
+
+
+def albert_examples(batch: Mapping[str, np.ndarray], word_start: np.ndarray | None = None) -> list[bytes]:
+    """`albert_example` of each row of a batch of features ([B, ...] each),
+    encoded a feature at a time for the whole batch: the bytes are the same,
+    and NumPy's cost per call is paid per batch, not per instance."""
+    missing = ALBERT_FEATURES.keys() - batch.keys()
+    unknown = batch.keys() - ALBERT_FEATURES.keys()
     if missing or unknown:
         raise ValueError(f"not ALBERT's instance features: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    return encode_example({
-        ALBERT_FEATURES[name]: np.asarray(value, np.float32 if name in _FLOAT_FEATURES else np.int64).reshape(-1)
-        for name, value in instance_features.items()
-    })
+    rows = len(next(iter(batch.values())))
+    columns = {ALBERT_FEATURES[name]: np.asarray(value).reshape(rows, -1) for name, value in batch.items()}
+    if word_start is not None:  # of the original pieces, as ALBERT computes it before masking
+        ids = columns["input_ids"].astype(np.int64)
+        masked = columns["masked_lm_weights"] > 0
+        row_index = np.nonzero(masked)[0]
+        ids[row_index, columns["masked_lm_positions"][masked]] = columns["masked_lm_ids"][masked]
+        columns["token_boundary"] = (word_start[ids] & (columns["input_mask"] != 0)).astype(np.int64)
+    encoded = {name: (_float_rows(value) if name == "masked_lm_weights" else _int64_rows(value))
+               for name, value in columns.items()}
+    keys = {name: _prefix(1, len(name.encode())) + name.encode() for name in columns}
+    examples = []
+    for row in range(rows):
+        entries = b"".join(
+            _entry(keys[name], encoded[name][row]) for name in sorted(columns)
+        )
+        examples.append(_prefix(1, len(entries)) + entries)
+    return examples
+
+
+@functools.lru_cache(maxsize=8192)
+def _prefix(number: int, length: int) -> bytes:
+    """A length-delimited field's tag and length; lengths repeat, so cached."""
+    return encode_varint(number << 3 | LENGTH_DELIMITED) + encode_varint(length)
+
+
+def _entry(key_field: bytes, feature: bytes) -> bytes:
+    """One map entry of Features: key = 1, value (a Feature) = 2."""
+    body = key_field + _prefix(2, len(feature)) + feature
+    return _prefix(1, len(body)) + body
+
+
+def _list_feature(kind: int, payload: bytes) -> bytes:
+    """A Feature holding a packed list (kind 2: float_list, 3: int64_list)."""
+    packed = _prefix(1, len(payload)) + payload if payload else b""
+    return _prefix(kind, len(packed)) + packed
+
+
+def _int64_rows(values_bl: np.ndarray) -> list[bytes]:
+    """The int64_list Feature of each row, varints encoded for all rows at once."""
+    flat = values_bl.astype(np.int64).reshape(-1)
+    unsigned = flat.view(np.uint64)
+    if flat.size and unsigned.max() < 0x80:  # one byte a value: masks, segments, labels, boundaries
+        data = unsigned.astype(np.uint8).tobytes()
+        width = values_bl.shape[1]
+        return [_list_feature(3, data[r * width:(r + 1) * width]) for r in range(values_bl.shape[0])]
+    sizes = np.ones(flat.shape, np.int64)
+    for bits in range(7, 64, 7):
+        sizes += unsigned >= np.uint64(1 << bits)
+    data = _varints(flat)
+    ends = np.cumsum(sizes.reshape(values_bl.shape).sum(axis=1)).tolist()
+    starts = [0, *ends[:-1]]
+    return [_list_feature(3, data[a:b]) for a, b in zip(starts, ends)]
+
+
+def _float_rows(values_bl: np.ndarray) -> list[bytes]:
+    data = values_bl.astype("<f4").tobytes()
+    width = 4 * values_bl.shape[1]
+    return [_list_feature(2, data[r * width:(r + 1) * width]) for r in range(values_bl.shape[0])]
 
 
 # --- TFRecord files -------------------------------------------------------------
@@ -214,10 +283,13 @@ def _checked(path: str, pending: list[tuple[int, bytes, int]]) -> Iterator[bytes
 _READ_CHUNK = 4096  # ArrayRecord records read at a time
 
 
-def _shard_examples(reader: ArrayRecordReader, count: int, layout: records.FeatureLayout) -> Iterator[bytes]:
+def _shard_examples(reader: ArrayRecordReader, count: int, layout: records.FeatureLayout,
+                    word_start: np.ndarray) -> Iterator[bytes]:
     for begin in range(0, count, _READ_CHUNK):
-        for record in reader.read(begin, min(begin + _READ_CHUNK, count)):
-            yield albert_example(records.to_features(records.decode(record), layout))
+        features = [records.to_features(records.decode(record), layout)
+                    for record in reader.read(begin, min(begin + _READ_CHUNK, count))]
+        batch = {name: np.stack([f[name] for f in features]) for name in features[0]}
+        yield from albert_examples(batch, word_start)
 
 
 def export(directory: str, output_dir: str, split: str = "train") -> list[str]:
@@ -225,20 +297,22 @@ def export(directory: str, output_dir: str, split: str = "train") -> list[str]:
 
     One file per shard, named after it (train-00000-of-00004.array_record →
     train-00000-of-00004.tfrecord), so shards map one to one and can be
-    converted in parallel. The directory is opened as the loader opens it
+    converted in parallel. Each example carries ALBERT's `token_boundary`,
+    from the directory's own spm.model. The directory is opened as the loader opens it
     (COMPLETED marker, format versions, every shard's sha256) before anything
     is written. Returns the paths, in shard order.
     """
     from loaders.dataset import PreparedDataset
 
     dataset = PreparedDataset.open(directory, split=split)
+    word_start = Tokenizer.from_file(os.path.join(directory, SPM_MODEL)).albert_word_start
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for shard in dataset.shards:
         target = os.path.join(output_dir, os.path.splitext(shard.file)[0] + SUFFIX)
         reader = ArrayRecordReader(shard.path)
         try:
-            written = write_tfrecord(target, _shard_examples(reader, shard.records, dataset.layout))
+            written = write_tfrecord(target, _shard_examples(reader, shard.records, dataset.layout, word_start))
         finally:
             reader.close()
         if written != shard.records:

@@ -27,6 +27,17 @@ class VocabularyError(ValueError):
     """A SentencePiece model ALBERT cannot use; the message says why."""
 
 
+# ALBERT's list of punctuation pieces: string.punctuation without "'", "<",
+# "=" and ">" (its "€" and "£" were added as bytes, so they never match).
+_ALBERT_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+_ALBERT_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz") | _ALBERT_PUNCTUATION
+
+
+def _is_albert_start(piece: str) -> bool:
+    return (piece.startswith((WORD_START, "<")) or piece in _ALBERT_PUNCTUATION
+            or not all(char.lower() in _ALBERT_CHARACTERS for char in piece))
+
+
 def normalize(text: str, do_lower_case: bool = True) -> str:
     text = " ".join(text.split()).replace("``", '"').replace("''", '"')
     if not text.isascii():  # NFKD leaves ASCII as it is: most text skips this
@@ -79,6 +90,20 @@ class Tokenizer:
     def word_start(self) -> np.ndarray:
         """[vocab] bool: the piece begins a word (starts with ▁)."""
         return np.array([p.startswith(WORD_START) for p in self.pieces], bool)
+
+    @functools.cached_property
+    def albert_word_start(self) -> np.ndarray:
+        """[vocab] bool: the piece starts a word unit by ALBERT's own rule
+        (create_pretraining_data.py's `_is_start_piece_sp`), which its
+        `token_boundary` feature and whole-word masking use: a piece that
+        begins with ▁ or <, a lone punctuation mark of its list, or any piece
+        with a character that is neither an ASCII letter nor one of those
+        marks (a digit, an apostrophe, a non-ASCII letter, "€"); [CLS] and
+        [SEP] too. So "▁knightley" + "," is two units, not one word."""
+        starts = np.array([_is_albert_start(piece) for piece in self.pieces], bool)
+        for piece in ("[CLS]", "[SEP]"):
+            starts[self.processor.piece_to_id(piece)] = True
+        return starts
 
     @functools.cached_property
     def random_ids(self) -> np.ndarray:

@@ -4,14 +4,17 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
-from conftest import ALBERT_MODEL, BOOKS
+from conftest import ALBERT_MODEL, BOOKS, CORPORA
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from pipelines import cli, crc32c, records, tfrecord
+from pipelines.tokenizer import Tokenizer
 
 ALBERT_NAMES = {"input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
                 "masked_lm_weights", "next_sentence_labels"}
@@ -199,8 +202,15 @@ def prepared(tmp_path_factory):
     return output, manifest, layout, shards
 
 
-def assert_albert_example(payload, features, layout):
+def assert_albert_example(payload, features, layout, word_start=None):
     parsed = parse(payload)
+    if word_start is not None:
+        kind, boundary = parsed.pop("token_boundary")
+        ids, mask = np.array(features["input_ids"]), np.asarray(features["input_mask"])
+        masked = np.asarray(features["masked_lm_weights"]) > 0
+        ids[np.asarray(features["masked_lm_positions"])[masked]] = np.asarray(features["masked_lm_ids"])[masked]
+        assert kind == "int64_list" and len(boundary) == layout.max_seq_length
+        np.testing.assert_array_equal(boundary, word_start[ids] & (mask != 0))  # of the pieces before masking
     assert set(parsed) == ALBERT_NAMES
     for name in ALBERT_NAMES - {"masked_lm_weights", "next_sentence_labels"}:
         kind, values = parsed[name]
@@ -228,8 +238,21 @@ def test_albert_example_carries_every_feature(prepared):
         tfrecord.albert_example({k: v for k, v in features.items() if k != "sentence_order_label"})
 
 
+def test_albert_word_units_follow_albert_rule():
+    """create_pretraining_data.py's _is_start_piece_sp, piece by piece."""
+    tokenizer = Tokenizer.from_file(str(ALBERT_MODEL))
+    starts = dict(zip(tokenizer.pieces, tokenizer.albert_word_start.tolist()))
+    for piece in ["▁knight", ",", "'", "2", "€", "[CLS]", "[SEP]", "<pad>", "▁the"]:
+        assert starts[piece], piece
+    for piece in ["s", "ing", "[MASK]"]:
+        assert not starts[piece], piece
+    differ = int((tokenizer.albert_word_start != tokenizer.word_start).sum())
+    assert 900 < differ < 1000  # the two rules disagree on about 3% of the vocabulary
+
+
 def test_export_writes_one_tfrecord_per_shard(prepared, tmp_path):
     directory, manifest, layout, shards = prepared
+    word_start = Tokenizer.from_file(str(directory / "spm.model")).albert_word_start
     paths = tfrecord.export(str(directory), str(tmp_path / "tf"))
     stems = [s["file"].removesuffix(".array_record") for s in manifest["splits"]["train"]["shards"]]
     assert [os.path.basename(p) for p in paths] == [f"{stem}.tfrecord" for stem in stems]
@@ -239,7 +262,7 @@ def test_export_writes_one_tfrecord_per_shard(prepared, tmp_path):
         exported = list(tfrecord.read_tfrecord(path))
         assert len(exported) == len(shard_records) > 0
         for payload, record in zip(exported, shard_records):
-            assert_albert_example(payload, records.to_features(records.decode(record), layout), layout)
+            assert_albert_example(payload, records.to_features(records.decode(record), layout), layout, word_start)
     total = sum(1 for path in paths for _ in tfrecord.read_tfrecord(path))
     assert total == manifest["splits"]["train"]["records"]
     with pytest.raises(ValueError, match="no split 'test'"):
@@ -257,3 +280,24 @@ def test_export_refuses_a_damaged_shard(prepared, tmp_path):
     with pytest.raises(ValueError, match=f"shard {damaged} has sha256"):
         tfrecord.export(str(copy), str(tmp_path / "tf"))
     assert not (tmp_path / "tf").exists()  # checked before the first shard was written
+
+
+def test_albert_reference_tool_reads_the_word_units_of_an_export(prepared, tmp_path):
+    """../shared/reference/instance_stats.py, the tool that measured ALBERT's
+    own output, finds token_boundary in ours, and masked runs that start at
+    a word unit but where a truncated segment begins inside a word (as
+    ALBERT's truncation also leaves it): our masking never starts inside one."""
+    directory, manifest, _, _ = prepared
+    paths = tfrecord.export(str(directory), str(tmp_path / "tf"))
+    tool = CORPORA.parent / "reference" / "instance_stats.py"
+    result = subprocess.run([sys.executable, str(tool), *paths, "--spm_model", str(ALBERT_MODEL)],
+                            capture_output=True, text=True, check=True)
+    stats = json.loads(result.stdout)
+    assert stats["instances"] == manifest["splits"]["train"]["records"]
+    assert stats["fields_present"]["token_boundary"]
+    alignment = stats["masking"]["span_word_alignment"]
+    runs = sum(h["count"] for h in stats["masking"]["span_length_words_histogram"].values())
+    mid_word = runs - alignment["starts_at_word_start"]
+    assert runs > 500
+    assert mid_word <= (alignment.get("instances_segment_A_starts_mid_word", 0)
+                        + alignment.get("B_leading_fragment_masked", 0))
