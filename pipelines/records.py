@@ -232,7 +232,8 @@ def mask_instance(
     Two deliberate differences: an n-gram never crosses [SEP], and a start
     is rejected when any of its max_ngram-word window is already masked
     (not only its drawn n words), so acceptance does not depend on n and
-    masked spans keep the 1/n distribution.
+    masked spans keep the 1/n distribution. Every instance gets exactly its
+    budget, as ALBERT's do (see the fill at the end).
 
     The random numbers are drawn up front, a fixed number per instance
     (one per candidate word, two per maskable position), which is as
@@ -251,6 +252,16 @@ def mask_instance(
     covered = bytearray(length)
     replacements: dict[int, int] = {}
     kinds = [0, 0, 0]
+
+    def take(index: int) -> None:
+        covered[index] = 1
+        slot = len(replacements)
+        draw = kind_draws[slot]
+        kind = MASK if draw < 0.8 else RANDOM if draw < 0.9 else KEEP
+        kinds[kind] += 1
+        replacements[index] = (vocab.mask_id if kind == MASK else
+                               int(vocab.random_ids[random_picks[slot]]) if kind == RANDOM else -1)
+
     for draw_index, w in enumerate(order):
         masked = len(replacements)
         if masked >= budget:
@@ -271,17 +282,21 @@ def mask_instance(
             if available == max_ngram and masked + (window_end - start) <= budget:
                 stats.free_ngram_counts[drawn] += 1
         for index in range(start, end):
-            covered[index] = 1
-            slot = len(replacements)
-            draw = kind_draws[slot]
-            kind = MASK if draw < 0.8 else RANDOM if draw < 0.9 else KEEP
-            kinds[kind] += 1
-            if kind == MASK:
-                replacements[index] = vocab.mask_id
-            elif kind == RANDOM:
-                replacements[index] = int(vocab.random_ids[random_picks[slot]])
-            else:
-                replacements[index] = -1
+            take(index)
+    if len(replacements) < budget:
+        # Every word left is longer than the budget left, or its window is
+        # taken (short instances of long words: URLs, numbers, names). The
+        # budget is met anyway, as ALBERT's always is: the words are visited
+        # again in the same order and their unmasked pieces taken from the
+        # start, so only the last span can end inside a word.
+        for w in order:
+            if len(replacements) >= budget:
+                break
+            for index in range(word_start[w], word_end[w]):
+                if len(replacements) >= budget:
+                    break
+                if not covered[index]:
+                    take(index)
     positions = sorted(replacements)
     input_ids = np.array(original_ids, copy=True)
     changed = [p for p in positions if replacements[p] >= 0]

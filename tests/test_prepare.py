@@ -144,6 +144,31 @@ def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):
     stats = manifest["splits"]["train"]["statistics"]
     assert stats["sop"]["random_b"] > 0 and stats["sop"]["swapped"] > 0
     assert runs[0] == runs[1]
+    assert_exact_budget(list(all_records(tmp_path / "one", manifest)), manifest)
+
+
+def assert_exact_budget(split_records, manifest):
+    """ALBERT's budget, min(max_predictions, max(1, round(0.15 × length))),
+    met in every instance: none gets fewer masks, none gets none."""
+    config = manifest["config"]["instances"]["masking"]
+    short = []
+    for _, record in split_records:
+        instance = records.decode(record)
+        length = len(instance.input_ids)
+        budget = min(config["max_predictions_per_seq"], max(1, int(round(length * config["masked_lm_prob"]))))
+        if len(instance.masked_positions) != budget:
+            short.append((length, budget, len(instance.masked_positions)))
+    assert split_records and not short, short[:5]
+
+
+def test_every_instance_gets_its_whole_mask_budget(books_prepared, tmp_path):
+    _, manifest, split_records = books_prepared
+    assert_exact_budget(split_records, manifest)
+    # at 128, where short instances of long words used to fall short of the budget or get no mask
+    output = tmp_path / "short"
+    manifest = run_prepare([BOOKS], output, "--spm-model", ALBERT_MODEL, "--dupe-factor", "3",
+                           "--max-seq-length", "128")  # 17,552 instances: 5 fell short before
+    assert_exact_budget(list(all_records(output, manifest)), manifest)
 
 
 def test_inspect_shows_instances_and_statistics(books_prepared):
