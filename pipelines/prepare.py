@@ -222,7 +222,7 @@ class MakeInstances(beam.DoFn):
         with FileSystems.open(self._model_path) as f:
             self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case)
         self._vocab = tokenizer.masking_vocab()
-        self._word_start = tokenizer.word_start
+        self._word_start = tokenizer.albert_word_start  # ALBERT's word units (see Tokenizer)
 
     def _tokenize(self, document: Document) -> TokenizedDocument:
         return TokenizedDocument.from_sentences(self._tokenizer.encode(list(document.sentences)), self._word_start)

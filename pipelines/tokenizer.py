@@ -1,9 +1,13 @@
 """ALBERT's text normalisation and SentencePiece tokenisation.
 
-As google-research/albert's tokenization.py: whitespace collapsed, ``
-and '' to ", NFKD with combining accents stripped, lower-cased when
-`do_lower_case` (ALBERT's English model has no upper-case pieces), and a
-piece like "▁9," split into "▁9" + "," as ALBERT's encode_pieces does.
+As google-research/albert's tokenization.py (`preprocess_text`, which its
+create_pretraining_data.py runs on every line): whitespace collapsed, NFKD
+with combining accents stripped, lower-cased when `do_lower_case` (ALBERT's
+English model has no upper-case pieces), and a piece like "▁9," split into
+"▁9" + "," as ALBERT's encode_pieces does. One difference, ours: `` and ''
+become " (as XLNet's and Hugging Face's ALBERT tokenizers do; ALBERT's
+own does not, and its vocabulary has a `` piece), so that the TeX-style
+quotes of older e-texts and the straight ones are one token.
 No Beam here: the loader and the model's tests use it too.
 """
 
