@@ -177,7 +177,8 @@ def create_instances(
         stats.truncated += truncated
         stats.length_histogram[len(instance.input_ids)] += 1
         first = i + 1
-        target, short = _target_length(config, rng)
+        if not config.albert_compat:  # ALBERT draws the target once for the whole document pass
+            target, short = _target_length(config, rng)
     return instances
 
 
