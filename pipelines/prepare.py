@@ -220,7 +220,9 @@ class MakeInstances(beam.DoFn):
 
     def setup(self) -> None:
         with FileSystems.open(self._model_path) as f:
-            self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case)
+            # --albert-compat encodes exactly as ALBERT's script: no quote normalisation of ours
+            self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case,
+                                                    tex_quotes=not self._config.instances.albert_compat)
         self._vocab = tokenizer.masking_vocab()
         self._word_start = tokenizer.albert_word_start  # ALBERT's word units (see Tokenizer)
 

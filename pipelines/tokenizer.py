@@ -42,8 +42,11 @@ def _is_albert_start(piece: str) -> bool:
             or not all(char.lower() in _ALBERT_CHARACTERS for char in piece))
 
 
-def normalize(text: str, do_lower_case: bool = True) -> str:
-    text = " ".join(text.split()).replace("``", '"').replace("''", '"')
+def normalize(text: str, do_lower_case: bool = True, tex_quotes: bool = True) -> str:
+    """ALBERT's preprocess_text; with `tex_quotes` (ours, not ALBERT's), `` and '' become "."""
+    text = " ".join(text.split())
+    if tex_quotes:
+        text = text.replace("``", '"').replace("''", '"')
     if not text.isascii():  # NFKD leaves ASCII as it is: most text skips this
         text = unicodedata.normalize("NFKD", text)
         text = "".join(c for c in text if not unicodedata.combining(c))
@@ -56,6 +59,7 @@ class Tokenizer:
 
     model: bytes
     do_lower_case: bool = True
+    tex_quotes: bool = True  # `` and '' to " before encoding (ours); False: exactly ALBERT's preprocess_text
 
     def __post_init__(self) -> None:
         processor = self.processor
@@ -129,7 +133,7 @@ class Tokenizer:
 
         One thread by default: a Beam worker is one core's share of the job.
         """
-        texts = [normalize(s, self.do_lower_case) for s in sentences]
+        texts = [normalize(s, self.do_lower_case, self.tex_quotes) for s in sentences]
         encoded = self.processor.encode(texts, out_type=int, num_threads=threads)
         return [self._split_digit_commas(ids) for ids in encoded]
 

@@ -216,3 +216,24 @@ def test_a_failed_overwrite_leaves_the_finished_dataset_intact(tmp_path, capsys)
     assert set(after) == set(before) and (output / layout.COMPLETED).exists()
     assert all(str(output) in f["path"] for f in manifest["documents_files"])  # where they are now, not staged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+
+
+def test_compat_encodes_quotes_as_albert_and_the_default_unifies_them(tmp_path):
+    from pipelines.tokenizer import Tokenizer
+
+    model = ALBERT_MODEL.read_bytes()
+    text = ["He said ``hello'' to her."]
+    ours = Tokenizer(model).encode(text)[0]
+    albert = Tokenizer(model, tex_quotes=False).encode(text)[0]
+    quote, unknown = Tokenizer(model).processor.piece_to_id('"'), Tokenizer(model).processor.unk_id()
+    assert list(ours).count(quote) == 2 and unknown not in ours
+    assert unknown in albert  # ALBERT's own preprocessing leaves `` to the model, which has no piece for it
+    book = tmp_path / "quotes.txt"
+    book.write_text("``Stop there,'' he said. She stopped at once.\n\nThen she went on. It was late.\n" * 40)
+    for flag, expected, unknowns in (("--albert-compat", "kept, as ALBERT's", True), (None, "`` and '' to \"", False)):
+        output = tmp_path / (flag or "default")
+        manifest = run_prepare([book], output, "--spm-model", ALBERT_MODEL,
+                               "--dupe-factor", "1", "--max-seq-length", "64", *([flag] if flag else []))
+        assert manifest["tokenizer"]["normalization"]["quotes"] == expected
+        originals = [records.decode(record).original_ids() for _, record in all_records(output, manifest)]
+        assert any(unknown in ids for ids in originals) == unknowns
