@@ -12,9 +12,12 @@ Strict SOP (the default): B always comes from the same document. A chunk
 that holds a single sentence keeps growing until it holds two; a document
 that ends with a lone sentence drops it (counted). With `albert_compat`,
 a single-sentence chunk takes B from a random other document of the same
-read range and split (never across the train/eval line), labelled 1, as
-ALBERT's script does with its in-memory documents; that makes label 1 mean
-"swapped or random" again.
+read range and split (never across the train/eval line), or from the
+document itself when the range holds no other (a book read alone), labelled
+1, as ALBERT's script does with its in-memory documents; that makes label 1
+mean "swapped or random" again. The target length is drawn once per
+document pass in compat mode, as ALBERT does, and again for each instance
+by default.
 """
 
 from __future__ import annotations
@@ -184,12 +187,17 @@ def create_instances(
 
 def _random_b(pool: list[TokenizedDocument] | None, own: int, wanted: int, rng: np.random.Generator):
     """ALBERT's random B: a random other document's sentences from a random
-    one on, until `wanted` tokens. None when there is no other document."""
-    others = len(pool or ()) - (1 if 0 <= own < len(pool or ()) else 0)
-    if others <= 0:
+    one on, until `wanted` tokens. When the pool holds no other document
+    (a read range of one book), the document itself, as ALBERT's script
+    does when it finds no other; None only without a pool."""
+    if not pool:
         return None, None
-    pick = int(rng.integers(others))
-    document = pool[pick + 1 if 0 <= own <= pick else pick]
+    others = len(pool) - (1 if 0 <= own < len(pool) else 0)
+    if others <= 0:
+        document = pool[own]
+    else:
+        pick = int(rng.integers(others))
+        document = pool[pick + 1 if 0 <= own <= pick else pick]
     if not len(document):
         return None, None
     bounds = document.bounds

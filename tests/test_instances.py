@@ -81,7 +81,14 @@ def test_albert_compat_borrows_b_from_another_document():
         assert b.min() >= 500  # never from itself
         borrowed.add(int(b.min()) // 100)
     assert borrowed == {5, 6}  # from either other document
-    alone, stats = _make(_document((8, 10)), albert_compat=True)  # no other document: dropped, counted
+    # a range of one document (a book read alone) borrows from the document itself, as ALBERT's
+    # script does when it finds no other: nothing is dropped
+    book = _document((8, 10), (5, 300), (6, 400))
+    stats = InstanceStats()
+    config = InstanceConfig(max_seq_length=12, albert_compat=True)
+    instances = create_instances(book, np.random.default_rng(0), config, VOCAB, stats, [book], own=0)
+    assert instances and stats.dropped_sentences == 0 and stats.random_b > 0
+    alone, stats = _make(_document((8, 10)), albert_compat=True)  # no pool at all: dropped, counted
     assert alone == [] and stats.dropped_sentences == 1
 
 
