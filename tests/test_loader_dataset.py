@@ -126,3 +126,18 @@ def test_records_are_read_in_manifest_order(prepared):
     source = PreparedShardsSource(dataset)
     assert [source[k] for k in range(len(source))] == expected
     assert "hash_of_paths" not in repr(source) and str(prepared) not in repr(source)  # the data may move
+
+
+def test_opening_a_prepared_directory_does_not_import_grain():
+    """The package's names load when first used: export-tfrecord and inspect
+    open a prepared directory without Grain's 1.6 s import."""
+    import subprocess
+    import sys
+
+    import loaders
+
+    assert sorted(loaders.__all__) == sorted(loaders._SOURCES)
+    assert all(getattr(loaders, name) is not None for name in loaders.__all__)
+    probe = "import sys, loaders.dataset; from loaders import PreparedDataset; print('grain' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
