@@ -67,8 +67,13 @@ _VARINT_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)  # a 64-bit varint has at 
 
 def _varints(values: np.ndarray) -> bytes:
     """Base-128 varints of int64 values (negatives as 64-bit two's complement, 10 bytes), vectorised."""
+    return _varints_and_sizes(values)[0]
+
+
+def _varints_and_sizes(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The varints of `values`, and how many bytes each takes."""
     if values.size == 0:
-        return b""
+        return b"", np.zeros(values.shape, np.int64)
     unsigned = values.astype(np.int64, copy=False).view(np.uint64)
     width = max(1, -(-int(unsigned.max()).bit_length() // 7))  # groups the largest value needs
     groups = (unsigned[:, None] >> _VARINT_SHIFTS[:width]) & np.uint64(0x7F)  # [n, width], least significant first
@@ -77,12 +82,7 @@ def _varints(values: np.ndarray) -> bytes:
     position = np.arange(width)
     continued = position < (length - 1)[:, None]
     encoded = (groups.astype(np.uint8) | np.where(continued, 0x80, 0).astype(np.uint8))
-    return encoded[position < length[:, None]].tobytes()
-
-
-def _packed(payload: bytes) -> bytes:
-    """Field 1 of a list message; proto3 leaves out an empty repeated field."""
-    return field(1, payload) if payload else b""
+    return encoded[position < length[:, None]].tobytes(), length
 
 
 def _feature(value: np.ndarray | Sequence | int | float | bytes) -> bytes:
@@ -91,9 +91,9 @@ def _feature(value: np.ndarray | Sequence | int | float | bytes) -> bytes:
         array = array.reshape(-1)  # tf.train.Feature lists are flat; TF reads [a, b] shapes row-major
     kind = array.dtype.kind
     if kind in "biu":
-        return field(3, _packed(_varints(array.astype(np.int64))))
+        return _list_feature(3, _varints(array.astype(np.int64)))
     if kind == "f":
-        return field(2, _packed(array.astype("<f4").tobytes()))
+        return _list_feature(2, array.astype("<f4").tobytes())
     if kind in "SU" or (kind == "O" and all(isinstance(v, bytes | str) for v in array)):
         items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.tolist()]
         return field(1, b"".join(field(1, item) for item in items))
@@ -169,26 +169,17 @@ def _entry(key_field: bytes, feature: bytes) -> bytes:
 
 
 def _list_feature(kind: int, payload: bytes) -> bytes:
-    """A Feature holding a packed list (kind 2: float_list, 3: int64_list)."""
+    """A Feature holding a packed list (kind 2: float_list, 3: int64_list);
+    proto3 leaves out an empty repeated field."""
     packed = _prefix(1, len(payload)) + payload if payload else b""
     return _prefix(kind, len(packed)) + packed
 
 
 def _int64_rows(values_bl: np.ndarray) -> list[bytes]:
     """The int64_list Feature of each row, varints encoded for all rows at once."""
-    flat = values_bl.astype(np.int64).reshape(-1)
-    unsigned = flat.view(np.uint64)
-    if flat.size and unsigned.max() < 0x80:  # one byte a value: masks, segments, labels, boundaries
-        data = unsigned.astype(np.uint8).tobytes()
-        width = values_bl.shape[1]
-        return [_list_feature(3, data[r * width:(r + 1) * width]) for r in range(values_bl.shape[0])]
-    sizes = np.ones(flat.shape, np.int64)
-    for bits in range(7, 64, 7):
-        sizes += unsigned >= np.uint64(1 << bits)
-    data = _varints(flat)
+    data, sizes = _varints_and_sizes(values_bl.astype(np.int64).reshape(-1))
     ends = np.cumsum(sizes.reshape(values_bl.shape).sum(axis=1)).tolist()
-    starts = [0, *ends[:-1]]
-    return [_list_feature(3, data[a:b]) for a, b in zip(starts, ends)]
+    return [_list_feature(3, data[a:b]) for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def _float_rows(values_bl: np.ndarray) -> list[bytes]:

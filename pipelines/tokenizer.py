@@ -6,8 +6,8 @@ with combining accents stripped, lower-cased when `do_lower_case` (ALBERT's
 English model has no upper-case pieces), and a piece like "▁9," split into
 "▁9" + "," as ALBERT's encode_pieces does. One difference, ours: `` and ''
 become " (as XLNet's and Hugging Face's ALBERT tokenizers do; ALBERT's
-own does not, and its vocabulary has a `` piece), so that the TeX-style
-quotes of older e-texts and the straight ones are one token.
+own does not, and its 30k-clean model then encodes `` as <unk>), so that
+the TeX-style quotes of older e-texts and the straight ones are one token.
 No Beam here: the loader and the model's tests use it too.
 """
 
