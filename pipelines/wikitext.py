@@ -32,6 +32,7 @@ prose about literature as often as a reading list).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import re
 from collections import Counter
@@ -381,13 +382,9 @@ _PREPROCESSOR_OPEN = re.compile(
     re.IGNORECASE,
 )
 _REF_OPEN = re.compile("<ref", re.IGNORECASE)
-_CLOSING_TAGS: dict[str, re.Pattern] = {}
-
-
+@functools.cache
 def _closing_tag(name: str) -> re.Pattern:
-    if name not in _CLOSING_TAGS:
-        _CLOSING_TAGS[name] = re.compile(rf"</{name}\s*>", re.IGNORECASE)
-    return _CLOSING_TAGS[name]
+    return re.compile(rf"</{name}\s*>", re.IGNORECASE)
 
 
 def _preprocessor_spans(wikitext: str) -> Iterator[tuple[int, int, str]]:
