@@ -60,8 +60,8 @@ def _plan_options(args: argparse.Namespace) -> sources.PlanOptions:
 
 
 def _prepare_split_bytes(args: argparse.Namespace) -> int:
-    """Documents read by one vocab or prepare task: --split-mb, else 64 MB."""
-    return int((args.split_mb or 64) * (1 << 20))
+    """Documents read by one vocab or prepare task: --split-mb, else 0 (chosen from their size)."""
+    return int(args.split_mb * (1 << 20))
 
 
 def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
@@ -241,8 +241,8 @@ def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
     p.add_argument("--split-mb", type=float, default=0,
-                   help="input MB read by one task (dumps, text files); 0: from the inputs' size, 0.25-64 MB, "
-                        "at most 64 tasks (prepare: 64)")
+                   help="input MB read by one task (dumps, text files, documents); 0: from the inputs' size, "
+                        "0.25-64 MB, at most 64 tasks; the output is the same whatever the split")
     p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
     p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
     p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")

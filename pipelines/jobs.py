@@ -79,8 +79,9 @@ def _document_files(summaries: list[dict]) -> list[tuple[str, int]]:
 
 
 def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, runner: RunnerConfig,
-              split_bytes: int) -> Tokenizer:
-    ranges = prepare.plan_ranges(_document_files(summaries), split_bytes)
+              split_bytes: int = 0) -> Tokenizer:
+    files = _document_files(summaries)
+    ranges = prepare.plan_ranges(files, prepare.split_bytes_for(sum(size for _, size in files), split_bytes))
     total = sum(s["sentences"] for s in summaries)
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
@@ -176,7 +177,7 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         with atomic.created(FileSystems.join(staging, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
     files = _document_files(summaries)
-    ranges = prepare.plan_ranges(files, config.split_bytes)
+    ranges = prepare.plan_ranges(files, prepare.split_bytes_for(sum(size for _, size in files), config.split_bytes))
     train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)
     manifest_base = {
         "format": layout.MANIFEST_FORMAT,

@@ -2,10 +2,13 @@
 
 Like the corpus stage, the graphs use only Create, single-output ParDos,
 GroupByKey and Flatten, ending in one terminal step, so they run unchanged
-on the DaskRunner. Each task (a byte range of a documents file) yields
-tagged tuples: ("record", shard, (key, bytes)) and one ("stats", ...) at
-its end; records are grouped by shard, sorted by key and written; the
-manifest step gathers the shard list and the statistics.
+on the DaskRunner. Each task (a byte range of a documents file) writes its
+records as sorted runs per shard (pipelines/runs.py) and yields small
+tagged tuples: ("run", shard, path) for each run and one ("stats", ...) at
+its end; the run paths are grouped by shard and each shard is written as
+the merge of its runs, shards in parallel; the manifest step gathers the
+shard list and the statistics. No step holds a shard in memory, and no
+record passes through the runner.
 
 Every random draw comes from a generator seeded by (seed, document id,
 duplicate index), keys and splits from stable hashes of ids: the shards are
@@ -14,6 +17,7 @@ byte-identical whatever the runner, worker count or order of processing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -29,15 +33,22 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from pipelines import atomic, records, textformats
+from pipelines import atomic, records, runs, textformats
 from pipelines.documents import Document
 from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
-from pipelines.layout import COMPLETED, MANIFEST, SPLITS, SPM_MODEL, sha256_file
+from pipelines.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from pipelines.tokenizer import Tokenizer
 
 ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
 _LOG = logging.getLogger(__name__)
 _PROGRESS_SECONDS = 30.0
+# Records a task buffers before it writes them out as runs: the bound on its
+# memory, whatever the corpus, dupe factor or shard size.
+_RUN_BUFFER_BYTES = 32 << 20
+# Train shards of a small corpus: enough for that many processes to write
+# them in parallel (and hosts to read distinct files), whatever the runner.
+# A fixed number, not the worker count: the files must not depend on it.
+MIN_TRAIN_SHARDS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +57,9 @@ class PrepareConfig:
     dupe_factor: int = 10
     seed: int = 12345
     eval_fraction: float = 0.01
-    num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`
+    num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`, at least MIN_TRAIN_SHARDS
     target_shard_bytes: int = 128 << 20
-    split_bytes: int = 64 << 20  # documents read by one task
+    split_bytes: int = 0  # documents read by one task; 0: chosen from their total size (split_bytes_for)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +87,14 @@ def estimate_train_shards(document_bytes: int, config: PrepareConfig) -> int:
     """About `target_shard_bytes` a shard: a record costs ~0.5 bytes per
     character of JSON documents (uint16 ids, ~4.5 characters a token)."""
     estimate = document_bytes * 0.5 * config.dupe_factor * (1 - config.eval_fraction)
-    return max(1, int(np.ceil(estimate / config.target_shard_bytes)))
+    return max(MIN_TRAIN_SHARDS, int(np.ceil(estimate / config.target_shard_bytes)))
+
+
+def split_bytes_for(document_bytes: int, requested: int = 0) -> int:
+    """Documents one task reads: as asked, else the corpus stage's rule (up to
+    64 tasks, 256 KiB to 64 MiB each), from the total size alone. Any split
+    gives the same shards; this one gives every worker count enough tasks."""
+    return requested or textformats.auto_split(document_bytes)
 
 
 def plan_ranges(document_files: list[tuple[str, int]], split_bytes: int) -> list[ReadRange]:
@@ -208,10 +226,12 @@ def _stats_to_json(stats: InstanceStats) -> dict:
 class MakeInstances(beam.DoFn):
     """Documents of one range → masked, encoded instances keyed by shard."""
 
-    def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, train_shards: int):
+    def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, train_shards: int,
+                 runs_dir: str):
         # The model is read on the worker from the output directory (where the
         # job put it), not pickled into the graph: a 30k model is 760 KB.
         self._model_path = model_path
+        self._runs_dir = runs_dir
         self._do_lower_case = do_lower_case
         self._config = config
         self._shards = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
@@ -240,6 +260,15 @@ class MakeInstances(beam.DoFn):
         started = last_report = time.monotonic()
         source = ((d, "eval" if is_eval(config, d.id) else "train", self._tokenize(d))
                   for d in _documents(read_range))
+        written: list[tuple[tuple[int, int], str]] = []
+
+        def write_run(shard: tuple[int, int], part: int, items: list[tuple[int, bytes]]) -> None:
+            path = run_path(self._runs_dir, shard, read_range.index, part)
+            with atomic.created(path) as f:
+                runs.write_run(f, items)
+            written.append((shard, path))
+
+        buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
         pools: dict[str, list[TokenizedDocument]] = {split: [] for split in SPLITS}
         places: list[int] = []  # each document's place in its split's pool
         if config.instances.albert_compat:
@@ -260,8 +289,7 @@ class MakeInstances(beam.DoFn):
                         tokens, rng, config.instances, self._vocab, stats[split], pools[split] or None, own)):
                     key = records.stable_hash(document.id, dup, k)
                     shard = key % self._shards[split]
-                    record = records.encode(instance, self._tokenizer.vocab_size)
-                    yield "record", (SPLITS.index(split), shard), (key, record)
+                    buffer.add((SPLITS.index(split), shard), key, records.encode(instance, self._tokenizer.vocab_size))
                     made += 1
             documents["used" if made else "no_instances"] += 1
             self._documents.inc()
@@ -272,34 +300,55 @@ class MakeInstances(beam.DoFn):
                 total = sum(s.instances for s in stats.values())
                 _LOG.info("prepare: range %d: %d documents, %d instances, %.0f instances/s, %.0fs elapsed",
                           read_range.index, documents["read"], total, total / elapsed, elapsed)
+        buffer.flush()
+        for shard, path in written:
+            yield "run", shard, path
         yield "stats", read_range.index, {"documents": documents} | {s: _stats_to_json(stats[s]) for s in SPLITS}
 
 
+def run_path(runs_dir: str, shard: tuple[int, int], range_index: int, part: int) -> str:
+    """One name per (shard, task, flush): a retried task rewrites its own runs."""
+    split_index, shard_index = shard
+    return FileSystems.join(runs_dir, f"{SPLITS[split_index]}-{shard_index:05d}",
+                            f"{range_index:05d}-{part:05d}.run")
+
+
+def _merged_runs(paths: list[str]) -> Iterator[tuple[int, bytes]]:
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(FileSystems.open(p, compression_type="uncompressed")) for p in sorted(paths)]
+        yield from runs.merge(runs.read_run(f) for f in files)
+
+
 class WriteShard(beam.DoFn):
-    """Sorts one shard's records by key and writes them as ArrayRecord."""
+    """Writes one shard as the merge of its sorted runs, then deletes them."""
 
     def __init__(self, output_dir: str, shard_counts: dict[str, int]):
         self._output_dir = output_dir
         self._shard_counts = shard_counts
 
-    def process(self, keyed: tuple[tuple[int, int], list[tuple[int, bytes]]]) -> Iterator[tuple]:
-        (split_index, shard), keyed_records = keyed
+    def process(self, keyed: tuple[tuple[int, int], list[str]]) -> Iterator[tuple]:
+        (split_index, shard), paths = keyed
         split = SPLITS[split_index]
         name = shard_name(split, shard, self._shard_counts[split])
-        yield "shard", split, write_shard(self._output_dir, name, sorted(keyed_records))
+        written = write_shard(self._output_dir, name, _merged_runs(list(paths)))
+        FileSystems.delete(sorted(set(paths)))
+        yield "shard", split, written
 
 
-def write_shard(output_dir: str, name: str, keyed_records: list[tuple[int, bytes]]) -> dict:
-    """Appears whole or not at all (pipelines/atomic.py). ArrayRecord writes
-    local files only: for a remote output (gs://...) the shard is made in a
-    local temporary directory, then uploaded."""
+def write_shard(output_dir: str, name: str, keyed_records: Iterable[tuple[int, bytes]]) -> dict:
+    """Writes the records in the order given, streaming. Appears whole or
+    not at all (pipelines/atomic.py). ArrayRecord writes local files only:
+    for a remote output (gs://...) the shard is made in a local temporary
+    directory, then uploaded."""
     local = "://" not in output_dir
     directory = output_dir if local else tempfile.mkdtemp()
     try:
         with atomic.local_path(os.path.join(directory, name)) as temporary:
             writer = ArrayRecordWriter(temporary, ARRAY_RECORD_OPTIONS)
+            count = 0
             for _, record in keyed_records:
                 writer.write(record)
+                count += 1
             writer.close()
             digest, size = sha256_file(temporary), os.path.getsize(temporary)
         if not local:
@@ -309,7 +358,7 @@ def write_shard(output_dir: str, name: str, keyed_records: list[tuple[int, bytes
     finally:
         if not local:
             shutil.rmtree(directory, ignore_errors=True)
-    return {"file": name, "records": len(keyed_records), "sha256": digest, "bytes": size}
+    return {"file": name, "records": count, "sha256": digest, "bytes": size}
 
 
 def merge_stats(parts: list[dict]) -> dict:
@@ -385,6 +434,9 @@ class WriteManifest(beam.DoFn):
             merged = merge_stats(stats[split]) if stats[split] else None
             splits[split] = {"records": sum(f["records"] for f in files), "shards": files,
                              "statistics": describe(merged) if merged else None}
+        runs_dir = FileSystems.join(self._output_dir, RUNS)
+        if FileSystems.exists(runs_dir):  # what is left of it: empty directories
+            FileSystems.delete([runs_dir])
         manifest = dict(self._manifest_base, documents=merge_stats(documents), splits=splits)
         with atomic.created(FileSystems.join(self._output_dir, MANIFEST)) as f:
             f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
@@ -402,11 +454,12 @@ def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer:
         | "Ranges" >> beam.Create([(r.index, r) for r in largest_first], reshuffle=False)
         | "Distribute" >> beam.GroupByKey()
         | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
-                                                      tokenizer.do_lower_case, config, train_shards))
+                                                      tokenizer.do_lower_case, config, train_shards,
+                                                      FileSystems.join(output_dir, RUNS)))
     )
     shards = (
         made
-        | "Records" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "record" else [])
+        | "Runs" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "run" else [])
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(output_dir, shard_counts))
     )

@@ -41,7 +41,7 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PlanOptions:
-    split_bytes: int = 0  # input bytes one task reads; 0: chosen from the inputs' total size (auto_split)
+    split_bytes: int = 0  # input bytes one task reads; 0: chosen from the inputs' total size (textformats.auto_split)
     tfds_records_per_task: int = 50_000
     text_field: str = "text"
     title_field: str = "title"
@@ -253,17 +253,6 @@ def _id_namespace(kind: str, path: str, tasks: list[dict]) -> tuple[str, str]:
     return ("book" if kind == "book" else "file"), _stem(path)
 
 
-_MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 256 << 10, 64 << 20, 64
-
-
-def auto_split(total_bytes: int) -> int:
-    """Bytes a task reads when the user gives none: enough tasks (up to 64)
-    to balance any worker count on any machine, but no task under 256 KiB
-    (a few bz2 blocks) or over 64 MiB. It depends on the inputs alone, never on --workers, so the output
-    files are the same whatever the worker count."""
-    return max(_MIN_SPLIT, min(_MAX_SPLIT, total_bytes // _TASKS_WANTED))
-
-
 def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTask]:
     """Read tasks for the given inputs, numbered in a runner-independent order.
 
@@ -272,7 +261,7 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
     """
     files = sorted({file for spec in inputs for file in _expand(spec)}, key=lambda f: f[1])
     if not options.split_bytes:
-        options = dataclasses.replace(options, split_bytes=auto_split(sum(size for _, _, size in files)))
+        options = dataclasses.replace(options, split_bytes=textformats.auto_split(sum(size for _, _, size in files)))
     specs = []
     seen: dict[tuple[str, str], str] = {}
     for kind, path, size in files:

@@ -127,3 +127,15 @@ def plan_byte_ranges(size: int, target_bytes: int) -> list[tuple[int, int]]:
     count = max(1, -(-size // target_bytes))
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+_MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 256 << 10, 64 << 20, 64
+
+
+def auto_split(total_bytes: int) -> int:
+    """Bytes a task reads when the user gives none, in the corpus stage and
+    the instance stage alike: enough tasks (up to 64) to balance any worker
+    count on any machine, but no task under 256 KiB (a few bz2 blocks) or
+    over 64 MiB. It depends on the inputs alone, never on --workers, so the
+    output files are the same whatever the worker count."""
+    return max(_MIN_SPLIT, min(_MAX_SPLIT, total_bytes // _TASKS_WANTED))

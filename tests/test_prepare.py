@@ -8,7 +8,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from conftest import ALBERT_MODEL, BOOKS, CORPORA
 
-from pipelines import cli, layout, prepare, records
+from pipelines import atomic, cli, layout, prepare, records, runs
 from pipelines.tokenizer import Tokenizer
 
 ALBERT_SHA256 = "fefb02b667a6c5c2fe27602d28e5fb3428f66ab89c7d6f388e7c8d44a02d0336"
@@ -124,14 +124,20 @@ def test_empty_shards_exist(tmp_path):
     assert sum(s["records"] for s in shards) == manifest["splits"]["train"]["statistics"]["instances"] > 40
 
 
-def test_a_shard_is_written_sorted_by_key(tmp_path):
-    keyed = [(key, f"record {key}".encode()) for key in np.random.default_rng(0).permutation(50).tolist()]
-    (kind, split, info), = prepare.WriteShard(str(tmp_path), {"train": 1, "eval": 0}).process(((0, 0), keyed))
+def test_a_shard_is_the_merge_of_its_runs_sorted_by_key(tmp_path):
+    keys = np.random.default_rng(0).permutation(50).tolist()
+    paths = []
+    for part, chunk in enumerate((keys[:20], keys[20:45], keys[45:])):  # three tasks' runs
+        paths.append(prepare.run_path(str(tmp_path / "runs"), (0, 0), part, 0))
+        with atomic.created(paths[-1]) as f:
+            runs.write_run(f, sorted((key, f"record {key}".encode()) for key in chunk))
+    (kind, split, info), = prepare.WriteShard(str(tmp_path), {"train": 1, "eval": 0}).process(((0, 0), paths))
     assert (kind, split, info["records"]) == ("shard", "train", 50)
     stored = ArrayRecordReader(str(tmp_path / info["file"])).read_all()
     assert stored == [f"record {key}".encode() for key in range(50)]
     assert info["sha256"] == hashlib.sha256((tmp_path / info["file"]).read_bytes()).hexdigest()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # the runs are gone
 
 
 def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):

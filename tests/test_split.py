@@ -7,7 +7,7 @@ import bz2
 import pytest
 from conftest import WIKI, run_extract
 
-from pipelines import sources
+from pipelines import sources, textformats
 
 
 def _documents(output, summary) -> bytes:
@@ -39,8 +39,8 @@ def test_the_default_split_gives_enough_tasks_and_ignores_the_worker_count(dumps
     path = str(dumps / "enwiki-plain.xml")
     tasks = sources.plan([path])  # 6.1 MB: 256 KiB tasks
     assert len(tasks) == 24 and all(t.ranged for t in tasks)
-    assert sources.auto_split(50 << 30) == 64 << 20 and sources.auto_split(10 << 20) == 256 << 10
-    assert sources.auto_split(640 << 20) == 10 << 20  # 64 tasks
+    assert textformats.auto_split(50 << 30) == 64 << 20 and textformats.auto_split(10 << 20) == 256 << 10
+    assert textformats.auto_split(640 << 20) == 10 << 20  # 64 tasks
 
 
 def test_a_utf16_dump_is_read_whole():
