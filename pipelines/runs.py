@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import heapq
 import struct
-from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import BinaryIO
 
 _ITEM = struct.Struct("<QI")
 _READ_BYTES = 1 << 20
