@@ -11,13 +11,14 @@ label 1 = swapped, 0 = natural order.
 Strict SOP (the default): B always comes from the same document. A chunk
 that holds a single sentence keeps growing until it holds two; a document
 that ends with a lone sentence drops it (counted). With `albert_compat`,
-a single-sentence chunk takes B from a random other document of the same
-read range and split (never across the train/eval line), or from the
-document itself when the range holds no other (a book read alone), labelled
-1, as ALBERT's script does with its in-memory documents; that makes label 1
-mean "swapped or random" again. The target length is drawn once per
-document pass in compat mode, as ALBERT does, and again for each instance
-by default.
+a single-sentence chunk takes B from a random other document of the corpus
+and split (never across the train/eval line), labelled 1, as ALBERT's
+script does with its in-memory documents; that makes label 1 mean "swapped
+or random" again. The documents B comes from are a `BPool`: a bounded
+sample of the corpus, chosen by a stable hash of the ids, so B is the same
+whatever the runner or split and no task holds the corpus. The target
+length is drawn once per document pass in compat mode, as ALBERT does, and
+again for each instance by default.
 """
 
 from __future__ import annotations
@@ -88,6 +89,75 @@ class TokenizedDocument:
         return len(self.bounds) - 1
 
 
+@dataclasses.dataclass(frozen=True)
+class PooledDocument:
+    """A document B may come from: whole, or (a long one) as windows.
+
+    ALBERT's B starts at a uniformly drawn sentence of a uniformly drawn
+    document and runs until it has enough tokens. A whole document keeps
+    every start; a long one keeps `windows` starts drawn the same way, each
+    with the sentences after it up to a full sequence, so the pool stays
+    small whatever the documents' lengths.
+    """
+
+    id: str
+    pieces: tuple[TokenizedDocument, ...]
+    whole: bool
+
+    @classmethod
+    def of(cls, document_id: str, tokens: TokenizedDocument, rng: np.random.Generator, max_tokens: int,
+           windows: int = 8) -> PooledDocument:
+        if len(tokens.ids) <= windows * max_tokens:
+            return cls(document_id, (tokens,), True)
+        bounds = tokens.bounds
+        pieces = []
+        for start in rng.integers(len(tokens), size=windows).tolist():
+            end = int(min(np.searchsorted(bounds, bounds[start] + max_tokens, side="left"), len(tokens)))
+            end = max(end, start + 1)
+            lo, hi = int(bounds[start]), int(bounds[end])
+            pieces.append(TokenizedDocument(tokens.ids[lo:hi], tokens.word_starts[lo:hi],
+                                            bounds[start:end + 1] - lo))
+        return cls(document_id, tuple(pieces), False)
+
+
+class BPool:
+    """The documents random B segments come from (albert_compat)."""
+
+    def __init__(self, documents: list[PooledDocument]):
+        self.documents = [d for d in documents if len(d.pieces[0])]  # as ALBERT, no empty documents
+        self._place = {d.id: i for i, d in enumerate(self.documents)}
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def draw(self, own_id: str, wanted: int, rng: np.random.Generator):
+        """A random other document's sentences from a random one on, until
+        `wanted` tokens: (document, (lo, hi)). ALBERT's script retries ten
+        times not to pick the document itself and takes it when that fails;
+        drawing among the others is that without the rare miss, and the
+        document itself is taken only when the pool holds no other (a
+        corpus of one book). (None, None) for an empty pool."""
+        own = self._place.get(own_id, -1)
+        others = len(self.documents) - (own >= 0)
+        if others <= 0:
+            if own < 0:
+                return None, None
+            pooled = self.documents[own]
+        else:
+            pick = int(rng.integers(others))
+            pooled = self.documents[pick + 1 if 0 <= own <= pick else pick]
+        if pooled.whole:
+            document = pooled.pieces[0]
+            start = int(rng.integers(len(document)))
+        else:
+            document = pooled.pieces[int(rng.integers(len(pooled.pieces)))]
+            start = 0
+        bounds = document.bounds
+        reach = np.searchsorted(bounds, bounds[start] + max(wanted, 1), side="left")
+        end = int(min(reach, len(document)))
+        return document, (int(bounds[start]), int(bounds[max(end, start + 1)]))
+
+
 def _truncate_pair(document: TokenizedDocument, a: tuple[int, int], b_document: TokenizedDocument,
                    b: tuple[int, int], max_tokens: int, rng: np.random.Generator):
     """ALBERT's truncate_seq_pair on token ranges a and b: one token at a time
@@ -127,14 +197,14 @@ def create_instances(
     config: InstanceConfig,
     vocab: MaskingVocab,
     stats: InstanceStats,
-    pool: list[TokenizedDocument] | None = None,
-    own: int = -1,
+    pool: BPool | None = None,
+    own_id: str = "",
 ) -> list[Instance]:
     """The instances of one document (one duplicate), masked.
 
     `rng` is seeded by (seed, document id, duplicate index). With
-    albert_compat, B may be borrowed from `pool`, except from pool[own]
-    (this document itself).
+    albert_compat, B may be borrowed from another document of `pool` than
+    `own_id` (this document); without one, a lone sentence is dropped.
     """
     max_tokens = config.max_seq_length - 3
     if stats.length_histogram is None:
@@ -158,7 +228,7 @@ def create_instances(
         label = 0
         if chunk == 1:  # albert_compat: B from a random other document
             a = (bounds[first], bounds[i + 1])
-            b_document, b = _random_b(pool, own, target - chunk_length, rng)
+            b_document, b = pool.draw(own_id, target - chunk_length, rng) if pool else (None, None)
             if b_document is None:
                 stats.dropped_sentences += 1
                 stats.dropped_tokens += chunk_length
@@ -183,28 +253,6 @@ def create_instances(
         if not config.albert_compat:  # ALBERT draws the target once for the whole document pass
             target, short = _target_length(config, rng)
     return instances
-
-
-def _random_b(pool: list[TokenizedDocument] | None, own: int, wanted: int, rng: np.random.Generator):
-    """ALBERT's random B: a random other document's sentences from a random
-    one on, until `wanted` tokens. When the pool holds no other document
-    (a read range of one book), the document itself, as ALBERT's script
-    does when it finds no other; None only without a pool."""
-    if not pool:
-        return None, None
-    others = len(pool) - (1 if 0 <= own < len(pool) else 0)
-    if others <= 0:
-        document = pool[own]
-    else:
-        pick = int(rng.integers(others))
-        document = pool[pick + 1 if 0 <= own <= pick else pick]
-    if not len(document):
-        return None, None
-    bounds = document.bounds
-    start = int(rng.integers(len(document)))
-    reach = np.searchsorted(bounds, bounds[start] + max(wanted, 1), side="left")
-    end = int(min(reach, len(document)))
-    return document, (int(bounds[start]), int(bounds[max(end, start + 1)]))
 
 
 def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, masking_stats) -> Instance:

@@ -207,6 +207,10 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         "corpus": [{k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
                    for s in summaries],
     }
+    if config.instances.albert_compat:  # B from anywhere in the corpus: its pool first
+        pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+        prepare.build_b_pool(pipeline, ranges, tokenizer, config, sum(s["documents"] for s in summaries), staging)
+        _run(pipeline)
     pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
     prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, staging, manifest_base)
     _run(pipeline)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -35,7 +36,14 @@ from array_record.python.array_record_module import ArrayRecordWriter
 
 from pipelines import atomic, records, runs, textformats
 from pipelines.documents import Document
-from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, create_instances
+from pipelines.instances import (
+    BPool,
+    InstanceConfig,
+    InstanceStats,
+    PooledDocument,
+    TokenizedDocument,
+    create_instances,
+)
 from pipelines.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from pipelines.tokenizer import Tokenizer
 
@@ -223,6 +231,85 @@ def _stats_to_json(stats: InstanceStats) -> dict:
     }
 
 
+def _worker_tokenizer(model_path: str, do_lower_case: bool, albert_compat: bool) -> Tokenizer:
+    """The tokenizer a worker reads from the output directory (where the job
+    put the model), not pickled into the graph: a 30k model is 760 KB.
+    --albert-compat encodes exactly as ALBERT's script: no quote
+    normalisation of ours."""
+    with FileSystems.open(model_path) as f:
+        return Tokenizer(f.read(), do_lower_case, tex_quotes=not albert_compat)
+
+
+def _tokenized(tokenizer: Tokenizer, document: Document) -> TokenizedDocument:
+    return TokenizedDocument.from_sentences(tokenizer.encode(list(document.sentences)), tokenizer.albert_word_start)
+
+
+# --- the documents random B segments come from (--albert-compat) ------------
+
+B_POOL_DOCUMENTS = 512  # about this many a split: ALBERT's B statistics need a sample, not the corpus
+B_POOL_FILE = "b-pool.pickle"  # in the RUNS directory, gone with it
+
+
+def b_pool_thresholds(config: PrepareConfig, documents: int) -> dict[str, float]:
+    """Hash thresholds that keep about B_POOL_DOCUMENTS documents of each
+    split: every document of a small corpus, a uniform sample of a large one."""
+    expected = {"train": documents * (1 - config.eval_fraction), "eval": documents * config.eval_fraction}
+    return {split: min(1.0, B_POOL_DOCUMENTS / max(1.0, n)) * 2.0**64 for split, n in expected.items()}
+
+
+class SelectPoolDocuments(beam.DoFn):
+    """The documents of a range that the stable hash of their id puts in the pool."""
+
+    def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, thresholds: dict[str, float]):
+        self._model_path = model_path
+        self._do_lower_case = do_lower_case
+        self._config = config
+        self._thresholds = thresholds
+
+    def setup(self) -> None:
+        self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, True)
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple]]:
+        config = self._config
+        max_tokens = config.instances.max_seq_length - 3
+        for read_range in keyed[1]:
+            for document in _documents(read_range):
+                split = "eval" if is_eval(config, document.id) else "train"
+                priority = records.stable_hash(config.seed, "b-pool", document.id)
+                if priority < self._thresholds[split]:
+                    rng = records.rng_for(config.seed, "b-pool", document.id)
+                    pooled = PooledDocument.of(document.id, _tokenized(self._tokenizer, document), rng, max_tokens)
+                    yield 0, (SPLITS.index(split), priority, document.id, pooled)
+
+
+class WritePool(beam.DoFn):
+    def __init__(self, path: str):
+        self._path = path
+
+    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[str]:
+        pools: dict[str, list[PooledDocument]] = {split: [] for split in SPLITS}
+        for split_index, _, _, pooled in sorted(keyed[1], key=lambda item: item[:3]):
+            pools[SPLITS[split_index]].append(pooled)
+        with atomic.created(self._path) as f:
+            f.write(pickle.dumps(pools, protocol=pickle.HIGHEST_PROTOCOL))
+        yield self._path
+
+
+def build_b_pool(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: Tokenizer, config: PrepareConfig,
+                 documents: int, output_dir: str) -> None:
+    """The B pool of --albert-compat, written for the instance pipeline to read."""
+    (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in ranges], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Select" >> beam.ParDo(SelectPoolDocuments(FileSystems.join(output_dir, SPM_MODEL),
+                                                     tokenizer.do_lower_case, config,
+                                                     b_pool_thresholds(config, documents)))
+        | "Gather" >> beam.GroupByKey()
+        | "Write" >> beam.ParDo(WritePool(FileSystems.join(output_dir, RUNS, B_POOL_FILE)))
+    )
+
+
 class MakeInstances(beam.DoFn):
     """Documents of one range → masked, encoded instances keyed by shard."""
 
@@ -239,15 +326,13 @@ class MakeInstances(beam.DoFn):
         self._instances = Metrics.counter("albertprep.prepare", "instances")
 
     def setup(self) -> None:
-        with FileSystems.open(self._model_path) as f:
-            # --albert-compat encodes exactly as ALBERT's script: no quote normalisation of ours
-            self._tokenizer = tokenizer = Tokenizer(f.read(), self._do_lower_case,
-                                                    tex_quotes=not self._config.instances.albert_compat)
-        self._vocab = tokenizer.masking_vocab()
-        self._word_start = tokenizer.albert_word_start  # ALBERT's word units (see Tokenizer)
-
-    def _tokenize(self, document: Document) -> TokenizedDocument:
-        return TokenizedDocument.from_sentences(self._tokenizer.encode(list(document.sentences)), self._word_start)
+        compat = self._config.instances.albert_compat
+        self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, compat)
+        self._vocab = self._tokenizer.masking_vocab()
+        self._pools: dict[str, BPool] = {}
+        if compat:
+            with FileSystems.open(FileSystems.join(self._runs_dir, B_POOL_FILE)) as f:
+                self._pools = {split: BPool(pooled) for split, pooled in pickle.loads(f.read()).items()}
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple]:
         for read_range in keyed[1]:
@@ -258,7 +343,7 @@ class MakeInstances(beam.DoFn):
         stats = {split: InstanceStats() for split in SPLITS}
         documents = {"read": 0, "used": 0, "no_instances": 0, "train": 0, "eval": 0}
         started = last_report = time.monotonic()
-        source = ((d, "eval" if is_eval(config, d.id) else "train", self._tokenize(d))
+        source = ((d, "eval" if is_eval(config, d.id) else "train", _tokenized(self._tokenizer, d))
                   for d in _documents(read_range))
         written: list[tuple[tuple[int, int], str]] = []
 
@@ -269,24 +354,15 @@ class MakeInstances(beam.DoFn):
             written.append((shard, path))
 
         buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
-        pools: dict[str, list[TokenizedDocument]] = {split: [] for split in SPLITS}
-        places: list[int] = []  # each document's place in its split's pool
-        if config.instances.albert_compat:
-            # B may come from another document of the range and the same split
-            # (ALBERT's script draws from the documents it holds in memory)
-            source = list(source)
-            for _, split, tokens in source:
-                places.append(len(pools[split]))
-                pools[split].append(tokens)
-        for position, (document, split, tokens) in enumerate(source):
+        for document, split, tokens in source:
             documents["read"] += 1
             documents[split] += 1
-            own = places[position] if places else -1
             made = 0
             for dup in range(config.dupe_factor):
                 rng = records.rng_for(config.seed, document.id, dup)
                 for k, instance in enumerate(create_instances(
-                        tokens, rng, config.instances, self._vocab, stats[split], pools[split] or None, own)):
+                        tokens, rng, config.instances, self._vocab, stats[split], self._pools.get(split),
+                        document.id)):
                     key = records.stable_hash(document.id, dup, k)
                     shard = key % self._shards[split]
                     buffer.add((SPLITS.index(split), shard), key, records.encode(instance, self._tokenizer.vocab_size))

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from pipelines.instances import InstanceConfig, InstanceStats, TokenizedDocument, _truncate_pair, create_instances
+from pipelines.instances import (
+    BPool,
+    InstanceConfig,
+    InstanceStats,
+    PooledDocument,
+    TokenizedDocument,
+    _truncate_pair,
+    create_instances,
+)
 from pipelines.records import MaskingVocab
 
 VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 1000))
@@ -69,27 +77,52 @@ def test_a_lone_last_sentence_is_dropped_and_counted():
     assert single == [] and stats.dropped_sentences == 1
 
 
+def _pool(*documents):
+    return BPool([PooledDocument(f"d{i}", (d,), True) for i, d in enumerate(documents)])
+
+
 def test_albert_compat_borrows_b_from_another_document():
-    pool = [_document((6, 500)), _document((8, 10)), _document((6, 600))]  # the document itself at place 1
+    documents = [_document((6, 500)), _document((8, 10)), _document((6, 600))]  # the document itself is d1
+    pool = _pool(*documents)
     config = InstanceConfig(max_seq_length=64, albert_compat=True)
     borrowed = set()
     for seed in range(20):
         stats = InstanceStats()
-        instances = create_instances(pool[1], np.random.default_rng(seed), config, VOCAB, stats, pool, own=1)
+        instances = create_instances(documents[1], np.random.default_rng(seed), config, VOCAB, stats, pool, "d1")
         assert len(instances) == 1 and instances[0].sop_label == 1 and stats.random_b == 1
         b = instances[0].original_ids()[instances[0].len_a + 2: -1]
         assert b.min() >= 500  # never from itself
         borrowed.add(int(b.min()) // 100)
     assert borrowed == {5, 6}  # from either other document
-    # a range of one document (a book read alone) borrows from the document itself, as ALBERT's
+    # a corpus of one document (a book alone) borrows from the document itself, as ALBERT's
     # script does when it finds no other: nothing is dropped
     book = _document((8, 10), (5, 300), (6, 400))
     stats = InstanceStats()
     config = InstanceConfig(max_seq_length=12, albert_compat=True)
-    instances = create_instances(book, np.random.default_rng(0), config, VOCAB, stats, [book], own=0)
+    instances = create_instances(book, np.random.default_rng(0), config, VOCAB, stats, _pool(book), "d0")
     assert instances and stats.dropped_sentences == 0 and stats.random_b > 0
     alone, stats = _make(_document((8, 10)), albert_compat=True)  # no pool at all: dropped, counted
     assert alone == [] and stats.dropped_sentences == 1
+
+
+def test_a_long_pooled_document_keeps_windows_that_start_b_where_albert_would():
+    """A document longer than `windows` full sequences is kept as windows:
+    each starts at a drawn sentence and holds the sentences after it up to
+    a full sequence, and every B drawn from it is a run of whole sentences
+    that starts a window."""
+    long_document = _document(*[(5, 1000 + 10 * i) for i in range(400)])  # 2,000 tokens
+    pooled = PooledDocument.of("long", long_document, np.random.default_rng(3), max_tokens=61, windows=4)
+    assert not pooled.whole and len(pooled.pieces) == 4
+    starts = {int(p.ids[0]) for p in pooled.pieces}
+    for piece in pooled.pieces:
+        assert 61 <= len(piece.ids) <= 61 + 5 and piece.bounds[0] == 0 and piece.bounds[-1] == len(piece.ids)
+    short = PooledDocument.of("short", _document((5, 10)), np.random.default_rng(3), max_tokens=61, windows=4)
+    assert short.whole
+    pool = BPool([pooled, short])
+    for seed in range(30):
+        document, (lo, hi) = pool.draw("short", 20, np.random.default_rng(seed))
+        assert lo == 0 and int(document.ids[0]) in starts and hi - lo >= 20
+        assert hi in document.bounds.tolist()
 
 
 def test_short_targets_and_lengths():

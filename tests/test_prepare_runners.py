@@ -42,6 +42,17 @@ def test_two_worker_processes_write_identical_shards(documents, reference, tmp_p
     assert _prepare(documents, tmp_path, "--workers", "2") == reference
 
 
+def test_albert_compat_borrows_b_the_same_whatever_the_split_and_workers(documents, tmp_path):
+    """--albert-compat takes B from anywhere in the corpus (its B pool), so
+    the shards do not depend on how the documents were split into tasks."""
+    runs = []
+    for name, runner_args in (("small", ("--split-mb", "0.05")), ("two", ("--workers", "2"))):
+        shards, splits = _prepare(documents, tmp_path / name, "--albert-compat", *runner_args)
+        runs.append(shards)
+        assert splits["train"]["statistics"]["sop"]["random_b"] > 0
+    assert runs[0] == runs[1]
+
+
 def test_dask_cluster_writes_identical_shards(documents, reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
