@@ -35,7 +35,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from _process import measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PAGE = re.compile(rb"  <page>.*?</page>\n", re.DOTALL)
@@ -63,19 +64,6 @@ def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float) -> t
     data = b"".join(out)
     path.write_bytes(bz2.compress(data, 9))
     return count, len(data)
-
-
-def measure(command: list[str]) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MB) of a command and the children it waits for."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command[:3]} failed:\n{stderr[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:

@@ -1,101 +1,157 @@
-"""Prepare-stage throughput on the books, against SentencePiece alone.
+"""The instance stage: CPU per instance, start-up, peak RSS and the 2-worker speed-up, in one run.
 
-Prints instances/s and input MB/s of the whole prepare stage (documents →
-masked instances → sorted ArrayRecord shards + manifest, local runner, one
-process), and in the same run the time SentencePiece takes to encode the
-same sentences with ALBERT's normalisation, on one thread: tokenising is the
-irreducible work, so their ratio says what everything else costs (aim: >= 0.5
-at dupe_factor 1; each further duplicate adds instance work, not tokenising).
-Then the bytes a record takes against the same instance as ALBERT's
-tf.train.Example (padded to max_seq_length, as ALBERT writes them), and the
-time to decode a record into the padded feature dict.
+Every prepare runs as its own process (`python -m pipelines.cli prepare`,
+from documents the corpus stage made first, so extraction is not counted);
+wall time, CPU (user + system, with the worker processes it waits for) and
+the peak RSS of its largest process come from wait4().
 
-The nine books are extracted --copies times under other names, so Beam's
-fixed start-up cost (about 0.35 s) weighs as it would on a real corpus.
+Printed:
+- start-up: a prepare of one short document (imports, runner, vocabulary
+  load, manifest): what every run pays before its first instance;
+- CPU-ms per instance on ALBERT's reference corpus (the nine books, one
+  sentence per line; `../shared/reference/corpus-9books.txt`) at dupe 40,
+  512 and 128, start-up excluded: (CPU of the run - start-up CPU) /
+  instances. Targets 0.05 and 0.015 ms; ALBERT's own script takes about
+  5.2 and 1.5 ms there;
+- peak RSS at dupe 5 and dupe 40, and on the corpus four times over
+  (within 20% of each other, under 600 MiB);
+- the 2-worker speed-up on the books four times over at dupe 10, default
+  flags (target >= 1.7 on 2 cores), medians of --runs paired runs, and that
+  both wrote the same shards;
+- bytes per instance against ALBERT's tf.train.Example, and the time to
+  decode a record into the padded feature dict.
 
-    python benchmarks/prepare.py [--copies 4] [--dupe-factor 1] [--corpora ../shared/corpora]
+    python benchmarks/prepare.py [--runs 3] [--corpora ../shared/corpora] [--reference ../shared/reference]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
 import pathlib
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 
+from _process import measure
 from array_record.python.array_record_module import ArrayRecordReader
 
 from pipelines import cli, records, tfrecord
-from pipelines.documents import read_documents_jsonl
-from pipelines.tokenizer import Tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+def extract(inputs: list[str], output: pathlib.Path) -> pathlib.Path:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["extract", *inputs, "--output", str(output)]) == 0
+    return output
+
+
+def prepare(documents: pathlib.Path, output: pathlib.Path, model: pathlib.Path, *flags: str) -> tuple:
+    """(wall s, CPU s, peak RSS MB, manifest) of one prepare process."""
+    shutil.rmtree(output, ignore_errors=True)
+    wall, cpu, rss = measure([PYTHON, "-m", "pipelines.cli", "prepare", str(documents), "--output", str(output),
+                              "--spm-model", str(model), *flags], cwd=str(ROOT))
+    return wall, cpu, rss, json.loads((output / "manifest.json").read_text())
+
+
+def instances_of(manifest: dict) -> int:
+    return sum(split["records"] for split in manifest["splits"].values())
+
+
+def shard_digests(output: pathlib.Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(output.glob("*.array_record"))}
+
+
+def record_sizes(output: pathlib.Path, manifest: dict) -> str:
+    layout = records.FeatureLayout(manifest["features"]["max_seq_length"],
+                                   manifest["features"]["max_predictions_per_seq"])
+    stored = [r for shard in manifest["splits"]["train"]["shards"]
+              for r in ArrayRecordReader(str(output / shard["file"])).read_all()][:20000]
+    started = time.perf_counter()
+    decoded = [records.decode_features(record, layout) for record in stored]
+    decode_seconds = time.perf_counter() - started
+    record_bytes = sum(len(r) for r in stored)
+    example_bytes = sum(len(tfrecord.albert_example(f)) for f in decoded)
+    return (f"bytes per instance at {layout.max_seq_length}: record {record_bytes / len(stored):.0f}, ALBERT "
+            f"tf.train.Example {example_bytes / len(stored):.0f} ({example_bytes / record_bytes:.1f}x); decoding "
+            f"a record to the padded feature dict {decode_seconds / len(stored) * 1e6:.1f} us")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dupe-factor", type=int, default=1)
-    parser.add_argument("--copies", type=int, default=4)
-    default_corpora = os.environ.get("ALBERTPREP_CORPORA", ROOT.parent / "shared" / "corpora")
-    parser.add_argument("--corpora", type=pathlib.Path, default=default_corpora)
+    parser.add_argument("--runs", type=int, default=3, help="paired runs of 1 and 2 workers")
+    shared = ROOT.parent / "shared"
+    parser.add_argument("--corpora", type=pathlib.Path,
+                        default=pathlib.Path(os.environ.get("ALBERTPREP_CORPORA", shared / "corpora")))
+    parser.add_argument("--reference", type=pathlib.Path, default=shared / "reference")
     args = parser.parse_args()
     model = args.corpora / "spm" / "albert-en-30k-clean.model"
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        books = pathlib.Path(tmp) / "books"
+    corpus = args.reference / "corpus-9books.txt"
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        (tmp / "tiny.txt").write_text("".join(corpus.read_text().splitlines(keepends=True)[:30]))
+        copies = tmp / "copies"
+        copies.mkdir()
+        for copy in range(4):
+            shutil.copy(corpus, copies / f"corpus-{copy}.txt")
+        books = tmp / "books"
         books.mkdir()
-        for copy in range(args.copies):
+        for copy in range(4):
             for book in sorted((args.corpora / "books").glob("*.txt")):
                 shutil.copy(book, books / f"{book.stem}-{copy}.txt")
-        documents_dir = pathlib.Path(tmp) / "documents"
-        assert cli.main(["extract", str(books), "--output", str(documents_dir)]) == 0
-        summary = json.loads((documents_dir / "summary.json").read_text())
-        sentences = [s for name in summary["outputs"]["jsonl"]
-                     for d in read_documents_jsonl(str(documents_dir / name)) for s in d.sentences]
-        input_mb = sum((documents_dir / name).stat().st_size for name in summary["outputs"]["jsonl"]) / 1e6
+        tiny = extract([f"sentences:{tmp / 'tiny.txt'}"], tmp / "tiny-documents")
+        reference = extract([f"sentences:{corpus}"], tmp / "reference-documents")
+        four = extract([f"sentences:{copies}"], tmp / "four-documents")
+        book_documents = extract([str(books)], tmp / "book-documents")
+        out = tmp / "out"
+        common = ("--eval-fraction", "0", "--max-predictions-per-seq", "20")
 
-        tokenizer = Tokenizer.from_file(str(model))
-        started = time.perf_counter()
-        tokens = sum(len(ids) for ids in tokenizer.encode(sentences, threads=1))
-        encode_seconds = time.perf_counter() - started
+        startup = [prepare(tiny, out, model, *common)[:2] for _ in range(3)]
+        startup_wall = statistics.median(s[0] for s in startup)
+        startup_cpu = statistics.median(s[1] for s in startup)
+        print(f"start-up (prepare of one short document): {startup_wall:.2f} s wall, {startup_cpu:.2f} CPU s "
+              f"(target <= 2 s)")
 
-        output = pathlib.Path(tmp) / "prepared"
-        started = time.perf_counter()
-        assert cli.main(["prepare", str(documents_dir), "--output", str(output), "--spm-model", str(model),
-                         "--dupe-factor", str(args.dupe_factor), "--eval-fraction", "0"]) == 0
-        prepare_seconds = time.perf_counter() - started
-        manifest = json.loads((output / "manifest.json").read_text())
-        instances = manifest["splits"]["train"]["records"]
-        layout = records.FeatureLayout(manifest["features"]["max_seq_length"],
-                                       manifest["features"]["max_predictions_per_seq"])
-        record_bytes = example_bytes = sample = 0
-        stored = [r for shard in manifest["splits"]["train"]["shards"]
-                  for r in ArrayRecordReader(str(output / shard["file"])).read_all()]
-        started = time.perf_counter()
-        decoded = [records.decode_features(record, layout) for record in stored]
-        decode_seconds = time.perf_counter() - started
-        for record, features in zip(stored, decoded):
-            record_bytes += len(record)
-            example_bytes += len(tfrecord.albert_example(features))
-            sample += 1
-        shard_bytes = sum(s["bytes"] for s in manifest["splits"]["train"]["shards"])
+        rss = {}
+        for length, target, albert_ms in ((512, 0.05, 5.2), (128, 0.015, 1.5)):
+            wall, cpu, peak, manifest = prepare(reference, out, model, *common, "--max-seq-length", str(length),
+                                                "--dupe-factor", "40")
+            count = instances_of(manifest)
+            per_instance = (cpu - startup_cpu) / count * 1e3
+            print(f"reference corpus at {length}, dupe 40: {count} instances, {cpu:.1f} CPU s, {wall:.1f} s wall; "
+                  f"{per_instance:.3f} CPU-ms per instance without start-up (target {target}; ALBERT's script "
+                  f"~{albert_ms} ms: {albert_ms / per_instance:.0f}x); peak RSS {peak:.0f} MB")
+            if length == 512:
+                rss["dupe 40"] = peak
+                sizes = record_sizes(out, manifest)
+        rss["dupe 5"] = prepare(reference, out, model, *common, "--dupe-factor", "5")[2]
+        rss["4x corpus, dupe 5"] = prepare(four, out, model, *common, "--dupe-factor", "5")[2]
+        spread = max(rss.values()) / min(rss.values()) - 1
+        print("peak RSS at 512: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+              + f"; largest over smallest +{spread:.0%} (target <= 20%, under 600 MiB)")
 
-    print(f"books x {args.copies}: {len(sentences)} sentences, {tokens} tokens, {input_mb:.1f} MB of documents; "
-          f"dupe_factor {args.dupe_factor}: {instances} instances")
-    print(f"prepare stage:          {prepare_seconds:7.2f} s  {instances / prepare_seconds:9.0f} instances/s  "
-          f"{input_mb / prepare_seconds:6.2f} input MB/s")
-    print(f"SentencePiece encoding: {encode_seconds:7.2f} s  {tokens / encode_seconds:9.0f} tokens/s")
-    print(f"ratio encoding / whole stage: {encode_seconds / prepare_seconds:.2f} (target >= 0.5)")
-    print(f"bytes per instance: record {record_bytes / sample:.0f} (in shards, compressed by ArrayRecord "
-          f"{shard_bytes / sample:.0f}), ALBERT tf.train.Example {example_bytes / sample:.0f}: "
-          f"{example_bytes / record_bytes:.1f}x smaller")
-    print(f"decoding a record to the padded feature dict: {decode_seconds / sample * 1e6:.1f} us "
-          f"({sample / decode_seconds:.0f} records/s, one core)")
+        ratios, walls = [], {1: [], 2: []}
+        digests = {}
+        for _ in range(args.runs):
+            for workers in (1, 2):
+                wall, cpu, _, manifest = prepare(book_documents, out, model, "--dupe-factor", "10",
+                                                 "--workers", str(workers))
+                walls[workers].append(wall)
+                digests[workers] = shard_digests(out)
+            ratios.append(walls[1][-1] / walls[2][-1])
+        print(f"books x 4 at dupe 10 ({instances_of(manifest)} instances, default flags): 1 worker "
+              f"{statistics.median(walls[1]):.1f} s, 2 workers {statistics.median(walls[2]):.1f} s wall; "
+              f"speed-up {statistics.median(ratios):.2f} (pairs: {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"target >= 1.7); shards identical: {digests[1] == digests[2]}")
+        print(sizes)
 
 
 if __name__ == "__main__":

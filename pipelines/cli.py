@@ -7,6 +7,7 @@ runner is reached the way Beam users expect (`--runner=...`).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import sys
 
 from google.protobuf import text_encoding
 
-from pipelines import jobs, layout, prepare, sources
+from pipelines import jobs, layout, prepare, runners, sources
 from pipelines.documents import read_documents_jsonl
 from pipelines.instances import InstanceConfig
 from pipelines.records import MaskingConfig
@@ -269,6 +270,18 @@ def _add_vocab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=12345)
 
 
+def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser) -> str:
+    """Names each flag that neither this command nor Beam takes, with the
+    nearest of this command's own flags."""
+    ours = [flag for flag in command._option_string_actions if flag.startswith("--")]
+    parts = []
+    for flag in unknown:
+        near = difflib.get_close_matches(flag, ours, n=1, cutoff=0.7)
+        parts.append(flag + (f" (did you mean {near[0]}?)" if near else ""))
+    return (f"unknown option{'s' if len(parts) > 1 else ''} {', '.join(parts)}: neither this command's "
+            "nor a Beam pipeline option")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="albertprep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -398,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
         parser.error(f"unknown options {beam_args}")
+    unknown = runners.unknown_options(beam_args) if beam_args else []
+    if unknown:
+        print(f"albertprep {args.command}: {_unknown_option_message(unknown, commands.choices[args.command])}",
+              file=sys.stderr)
+        return EXIT_NOT_STARTED
     root = logging.getLogger()
     for handler in list(root.handlers):  # the one a root-logger call during Beam's import may have made
         if type(handler) is logging.StreamHandler and handler.formatter._fmt == logging.BASIC_FORMAT:

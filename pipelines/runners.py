@@ -9,6 +9,9 @@ processes. Any other runner comes from ordinary Beam pipeline options
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import os
 
 import apache_beam as beam
@@ -21,6 +24,26 @@ _SETUP_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 
 def _has_flag(beam_args: list[str], name: str) -> bool:
     return any(arg == name or arg.startswith(name + "=") for arg in beam_args)
+
+
+def unknown_options(beam_args: list[str]) -> list[str]:
+    """The flags in `beam_args` that no Beam pipeline option takes. Beam
+    would drop them with a warning and run on (`--dupe-facotr 1` ran with
+    the default dupe factor), so the CLI refuses them instead. A runner's
+    own options count once its module is imported, as Beam does when it
+    makes the runner."""
+    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or ""
+    if "." in runner:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(runner.rsplit(".", 1)[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    seen = set()
+    for cls in PipelineOptions.__subclasses__():
+        if str(cls) not in seen:
+            seen.add(str(cls))
+            cls._add_argparse_args(parser)  # as PipelineOptions.get_all_options does
+    _, unknown = parser.parse_known_args(beam_args)
+    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
 
 
 def make_pipeline(beam_args: list[str], workers: int = 1, parallel_tasks: int = 1) -> beam.Pipeline:

@@ -243,3 +243,17 @@ def test_compat_encodes_quotes_as_albert_and_the_default_unifies_them(tmp_path):
         assert manifest["tokenizer"]["normalization"]["quotes"] == expected
         originals = [records.decode(record).original_ids() for _, record in all_records(output, manifest)]
         assert any(unknown in ids for ids in originals) == unknowns
+
+
+@pytest.mark.parametrize("command", ["extract", "vocab", "prepare"])
+def test_a_mistyped_flag_is_refused_not_passed_to_beam(command, tmp_path, capsys):
+    """Beam would drop an unknown flag with a warning and run on (a typo of
+    --dupe-factor ran with dupe factor 10): one line names it, and nothing runs."""
+    output = tmp_path / "out"
+    code = cli.main([command, str(BOOKS / "blake-poems.txt"), "--output", str(output), "--dupe-facotr", "1",
+                     "--job_name=albertprep-test"])  # a real Beam option passes
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and not output.exists()
+    assert error.count("\n") == 0 and "--dupe-facotr" in error and "--job_name" not in error
+    if command == "prepare":
+        assert "did you mean --dupe-factor?" in error
