@@ -1,24 +1,50 @@
-"""Whole-process measurement shared by the benchmarks: wall time, CPU and peak RSS from wait4()."""
+"""Whole-process measurement shared by the benchmarks: wall time, CPU and peak RSS from wait4().
+
+Linux keeps a process's peak RSS across exec, and a child starts with its
+parent's pages: a command started straight from a benchmark that has
+imported Beam or read a corpus would report the benchmark's memory as its
+own. So each command is started by a fresh, small launcher (this file run
+as a script), which forks it, waits for it and writes its figures to a
+file: the peak is the command's own (the largest single process, its
+worker processes included).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
 
 def measure(command: list[str], cwd: str | None = None) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MB) of a command and the children it waits
-    for; the peak is that of the largest single process. Its stderr goes to a
-    file, not a pipe: a chatty command would fill a pipe and stall."""
-    with tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+    """(wall s, CPU s, peak RSS MB) of a command and the children it waits for."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as figures, tempfile.TemporaryFile() as stderr:
+        code = subprocess.call([sys.executable, os.path.abspath(__file__), figures.name, *command],
+                               stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd)
+        if code != 0:
             stderr.seek(0)
             raise SystemExit(f"{command[:4]} failed:\n{stderr.read().decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        result = json.loads(figures.read())
+    return result["wall"], result["cpu"], result["rss_mb"]
+
+
+def _launch(figures: str, command: list[str]) -> int:
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execvp(command[0], command)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - started
+    with open(figures, "w") as f:
+        json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}, f)
+    return os.waitstatus_to_exitcode(status)
+
+
+if __name__ == "__main__":
+    sys.exit(_launch(sys.argv[1], sys.argv[2:]))

@@ -27,9 +27,7 @@ Printed:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
 import os
 import pathlib
@@ -42,15 +40,14 @@ import time
 from _process import measure
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import cli, records, tfrecord
+from pipelines import records, tfrecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
 def extract(inputs: list[str], output: pathlib.Path) -> pathlib.Path:
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(["extract", *inputs, "--output", str(output)]) == 0
+    measure([PYTHON, "-m", "pipelines.cli", "extract", *inputs, "--output", str(output)], cwd=str(ROOT))
     return output
 
 

@@ -106,10 +106,13 @@ def split_bytes_for(document_bytes: int, requested: int = 0) -> int:
 
 
 def plan_ranges(document_files: list[tuple[str, int]], split_bytes: int) -> list[ReadRange]:
+    """Ranges of whole lines (documents), about `split_bytes` each; the shards
+    do not depend on them."""
     ranges = []
     for path, size in sorted(document_files):
-        for start, end in textformats.plan_byte_ranges(size, split_bytes):
-            ranges.append(ReadRange(len(ranges), path, start, end))
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            for start, end in textformats.plan_line_ranges(f, size, split_bytes):
+                ranges.append(ReadRange(len(ranges), path, start, end))
     return ranges
 
 

@@ -129,6 +129,20 @@ def plan_byte_ranges(size: int, target_bytes: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def plan_line_ranges(f: BinaryIO, size: int, target_bytes: int) -> list[tuple[int, int]]:
+    """`plan_byte_ranges` with every boundary moved to the next line start,
+    and the ranges left without one dropped. A reader of the lines that
+    start in [start, end) reads the same lines either way; but a range is
+    then never empty, and its size is the work it holds. (A documents file
+    of one 900 kB book would otherwise be a full range and an empty one,
+    and a runner that deals ranges out in turn would give every book to
+    the same worker.)"""
+    bounds = sorted({min(size, _first_line_start(f, start)) for start, _ in plan_byte_ranges(size, target_bytes)}
+                    | {size})
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    return ranges or [(0, size)]
+
+
 _MIN_SPLIT, _MAX_SPLIT, _TASKS_WANTED = 256 << 10, 64 << 20, 64
 
 

@@ -1,7 +1,7 @@
 import io
 import json
 
-from pipelines.textformats import plan_byte_ranges, read_jsonl_records, read_sentence_documents
+from pipelines.textformats import plan_byte_ranges, plan_line_ranges, read_jsonl_records, read_sentence_documents
 
 SENTENCE_FILE = (
     "\ufeffFirst doc, first sentence.\nFirst doc, second.\n\n"
@@ -51,3 +51,22 @@ def test_plan_byte_ranges_cover_the_file():
     ranges = plan_byte_ranges(1000, 300)
     assert ranges[0][0] == 0 and ranges[-1][1] == 1000 and len(ranges) == 4
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_line_ranges_start_lines_hold_the_same_lines_and_are_never_empty():
+    lines = [b"x" * n + b"\n" for n in (900, 3, 3, 5000, 10, 1)]
+    data = b"".join(lines)
+    f = io.BytesIO(data)
+    for target in (1, 50, 1000, 4000, 1 << 20):
+        ranges = plan_line_ranges(f, len(data), target)
+        starts = {0}
+        for line in lines[:-1]:
+            starts.add(max(starts) + len(line))
+        assert all(start in starts for start, _ in ranges) and ranges[-1][1] == len(data)
+        assert all(start < end for start, end in ranges)
+        by_line = [[r.offset for r in read_jsonl_records(f, s, e)] for s, e in ranges]
+        by_byte = [[r.offset for r in read_jsonl_records(f, s, e)]
+                   for s, e in plan_byte_ranges(len(data), target)]
+        assert sum(by_line, []) == sum(by_byte, [])  # the same lines, each once
+        assert all(by_line)  # no range without a line
+    assert plan_line_ranges(io.BytesIO(b""), 0, 100) == [(0, 0)]
