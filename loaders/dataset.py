@@ -16,13 +16,14 @@ import json
 import os
 
 from pipelines import records
+from pipelines.errors import UserError
 from pipelines.layout import COMPLETED, MANIFEST, MANIFEST_FORMAT, sha256_file
 from pipelines.tokenizer import Tokenizer
 
 _HASH_THREADS = 8
 
 
-class PreparedDatasetError(ValueError):
+class PreparedDatasetError(UserError, ValueError):
     """A directory the loader refuses; the message names the directory and what is wrong."""
 
 

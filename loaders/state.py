@@ -18,6 +18,7 @@ import json
 import os
 
 from pipelines import atomic
+from pipelines.errors import UserError
 
 STATE_FORMAT = "albertprep.loader_state"
 STATE_VERSION = 1
@@ -41,7 +42,7 @@ _DESCRIPTIONS = {
 }
 
 
-class IncompatibleStateError(ValueError):
+class IncompatibleStateError(UserError, ValueError):
     """A saved state that does not belong to this loader; the message says why."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipelines.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class AlbertConfig:
@@ -48,7 +50,11 @@ CONFIGS = {
 }
 
 
+class ConfigError(UserError, ValueError):
+    """A model configuration that does not exist."""
+
+
 def get_config(name: str, **overrides) -> AlbertConfig:
     if name not in CONFIGS:
-        raise ValueError(f"unknown ALBERT config {name!r}; known: {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown ALBERT config {name!r}; known: {', '.join(CONFIGS)}")
     return dataclasses.replace(CONFIGS[name], **overrides)

@@ -28,6 +28,7 @@ from model.flops import train_step_flops
 from model.optim import OptimizerConfig, applied_schedule, make_optimizer
 from model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
 from pipelines import atomic
+from pipelines.errors import UserError
 
 _LOG = logging.getLogger(__name__)
 # bf16 dense peak per device, TFLOP/s, matched against jax's device_kind,
@@ -38,7 +39,7 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 787.0), ("H200", 787.0), ("A100", 
                ("TPU v5 lite", 197.0), ("TPU v5p", 459.0), ("TPU v4", 275.0))
 
 
-class PretrainError(ValueError):
+class PretrainError(UserError, ValueError):
     """A run that cannot start as configured; the message says why."""
 
 
@@ -207,8 +208,8 @@ def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
-    """Runs to config.steps; returns the last logged train and eval metrics."""
-    os.makedirs(config.workdir, exist_ok=True)
+    """Runs to config.steps; returns the last logged train and eval metrics.
+    Everything a user can get wrong is checked before the workdir is made."""
     train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
     vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
     seq_len = train_data.layout.max_seq_length
@@ -219,8 +220,13 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     if latest is not None and not resume:
         raise FileExistsError(f"{config.workdir} has checkpoints up to step {latest}; "
                               "pass --resume to continue or use another workdir")
+    if latest is None and resume and not os.path.exists(os.path.join(config.workdir, "config.json")):
+        # (a run that died before its first checkpoint left its config.json: it restarts as it was configured)
+        raise PretrainError(f"--resume: {config.workdir} holds no checkpoint to resume from (a mistyped workdir?); "
+                            "leave out --resume to start a run there")
     resuming = latest is not None
     config, model_config, initial_params = _resolve_model(config, resuming, vocab_size, seq_len)
+    os.makedirs(config.workdir, exist_ok=True)
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)
     schedule = applied_schedule(config.optimizer)
@@ -301,7 +307,10 @@ def read_metrics(workdir: str) -> list[dict]:
     """metrics.jsonl, the last line for each (split, step): a resumed run
     logs again the steps after its checkpoint."""
     latest: dict[tuple[str, int], dict] = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise PretrainError(f"--workdir {workdir}: no training run there (no metrics.jsonl)")
+    with open(path) as f:
         for line in f:
             record = json.loads(line)
             latest[(record["split"], record["step"])] = record

@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 
 from loaders import AlbertLoader, LoaderConfig, PreparedDataset  # noqa: E402
 from model.pretrain import read_metrics  # noqa: E402
+from pipelines.errors import UserError  # noqa: E402
+from pipelines.layout import MANIFEST  # noqa: E402
 
 
 def most_frequent_token_baseline(data: str, instances: int | None = None,
@@ -85,7 +87,9 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     directory = os.path.dirname(os.path.abspath(output))
     os.makedirs(directory, exist_ok=True)
     stem = os.path.splitext(os.path.basename(output))[0]
-    with open(os.path.join(data, "manifest.json")) as f:
+    if not os.path.isfile(os.path.join(data, MANIFEST)):
+        raise UserError(f"--data {data}: not a prepared dataset (no {MANIFEST})")
+    with open(os.path.join(data, MANIFEST)) as f:
         manifest = json.load(f)
     metrics = read_metrics(workdir)
     evaluation = [m for m in metrics if m["split"] == "eval"]

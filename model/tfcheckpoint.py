@@ -32,6 +32,7 @@ import ml_dtypes
 import numpy as np
 
 from pipelines.crc32c import crc32c, masked_crc
+from pipelines.errors import UserError
 from pipelines.protowire import FIXED32, encode_varint, field, fields, read_varint
 
 _MAGIC = 0xDB4775248B80FB57
@@ -48,7 +49,7 @@ _DTYPES = {
 _DTYPE_NAMES = {7: "string", 8: "complex64", 18: "complex128", 20: "resource", 21: "variant"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read; the message names the file and the place."""
 
 

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 
 from google.protobuf import text_encoding
 
 from pipelines import jobs, layout, prepare, runners, sources
 from pipelines.documents import read_documents_jsonl
+from pipelines.errors import UserError
 from pipelines.instances import InstanceConfig
 from pipelines.records import MaskingConfig
 from pipelines.sentences import SentenceLimits
-from pipelines.tokenizer import VocabularyError
 
 
 class _WorkerRelay(logging.Filter):
@@ -74,6 +77,7 @@ def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
 # start (the line says why); 3 it ran, but an input file was refused,
 # unreadable or cut off; 4 it ran and no document came out of any input.
 EXIT_OK, EXIT_NOT_STARTED, EXIT_INPUT_PROBLEMS, EXIT_NOTHING_READ = 0, 2, 3, 4
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 def input_problems(summary: dict) -> list[str]:
@@ -427,11 +431,34 @@ def main(argv: list[str] | None = None) -> int:
     relay.setLevel(logging.INFO)  # progress lines of worker processes
     if not any(isinstance(f, _WorkerRelay) for f in relay.filters):
         relay.addFilter(_WorkerRelay())
+    interrupted = f"albertprep {args.command}: interrupted; no output of this run was left half-written"
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if args.command in ("extract", "vocab", "prepare") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, functools.partial(_end_beam_job, interrupted))
     try:
         return args.run(args, beam_args)
-    except (jobs.JobError, VocabularyError) as error:
+    except UserError as error:
         print(f"albertprep {args.command}: {error}", file=sys.stderr)
         return EXIT_NOT_STARTED
+    except KeyboardInterrupt:
+        # Every output appears whole or not at all (pipelines/atomic.py), and
+        # prepare builds beside its output: an interrupted run leaves what was there.
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if signal.getsignal(signal.SIGINT) is not previous_handler:
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _end_beam_job(message: str, signum: int, frame) -> None:
+    """Ctrl-C in a Beam job. Raised there, KeyboardInterrupt surfaces as
+    Beam's wrapped errors with a page of tracebacks from every stage and
+    worker; so the job ends here instead: the staging directory goes, the
+    output stays as it was (every file of it appears whole or not at all),
+    one line says so."""
+    jobs.discard_staging()
+    print(message, file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from apache_beam.metrics import Metrics
 
 from pipelines import atomic, sources
 from pipelines.documents import Outcome
+from pipelines.errors import UserError
+from pipelines.layout import MANIFEST
 
 SUMMARY = "summary.json"
 SUMMARY_FORMAT = "albertprep.extract/1"
@@ -230,5 +232,10 @@ def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
 
 
 def read_summary(output_dir: str) -> dict:
-    with FileSystems.open(FileSystems.join(output_dir, SUMMARY)) as f:
+    path = FileSystems.join(output_dir, SUMMARY)
+    if not FileSystems.exists(path):
+        raise UserError(f"{output_dir}: not an extract output (no {SUMMARY}"
+                        + ("; it is a prepared dataset" if FileSystems.exists(FileSystems.join(output_dir, MANIFEST))
+                           else "") + ")")
+    with FileSystems.open(path) as f:
         return json.loads(f.read().decode("utf-8"))

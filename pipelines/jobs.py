@@ -10,16 +10,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import atomic, extract, layout, prepare, records, runners, sources
+from pipelines.errors import UserError
 from pipelines.tokenizer import Tokenizer
 
 
-class JobError(ValueError):
+class JobError(UserError, ValueError):
     """A job that cannot start; the message says why."""
 
 
@@ -65,6 +67,10 @@ def documents_for(inputs: list[str], output: str, options: sources.PlanOptions, 
         return [dict(extract.read_summary(i), directory=i) for i in inputs]
     if any(_is_extract_output(i) for i in inputs):
         raise JobError("give either raw inputs or extract outputs (directories with summary.json), not both")
+    for path in inputs:
+        if FileSystems.exists(FileSystems.join(path, layout.MANIFEST)):
+            raise JobError(f"{path} is a prepared dataset (prepare's output), not documents: give the extract "
+                           f"output it was made from, or raw inputs")
     directory = FileSystems.join(output, layout.DOCUMENTS)
     return [dict(run_extract(inputs, directory, options, runner, overwrite=True), directory=directory)]
 
@@ -95,10 +101,17 @@ def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, r
 def check_output(output: str, overwrite: bool) -> None:
     """Refuses a finished output unless told to overwrite. Nothing of it is
     touched here: the new dataset is built beside it (see `_committed`)."""
+    if _is_file(output):
+        raise JobError(f"--output {output} is a file; give a directory (it is created if missing)")
     completed = FileSystems.join(output, layout.COMPLETED)
     if FileSystems.exists(completed) and not overwrite:
         raise JobError(f"{output} already holds finished shards ({layout.COMPLETED}); "
                        "pass --overwrite to replace them")
+
+
+def _is_file(path: str) -> bool:
+    """A local file (not a directory) at `path`; object stores have no directories to tell apart."""
+    return "://" not in path and os.path.isfile(path)
 
 
 def _staging_dir(output: str) -> str:
@@ -129,6 +142,7 @@ def _committed(output: str) -> Iterator[str]:
     fails, the staging directory goes and `output` is as it was."""
     staging = _staging_dir(output)
     FileSystems.mkdirs(staging)
+    _STAGING.add(staging)
     try:
         yield staging
         old = [p for p in _files_under(output) if _is_prepared_file(p[len(output.rstrip("/")) + 1:])]
@@ -145,6 +159,19 @@ def _committed(output: str) -> Iterator[str]:
         for source, target in zip(new, targets):
             FileSystems.rename([source], [target])
     finally:
+        _STAGING.discard(staging)
+        if FileSystems.exists(staging):
+            FileSystems.delete([staging])
+
+
+_STAGING: set[str] = set()  # staging directories of the runs in progress
+
+
+def discard_staging() -> None:
+    """Deletes the staging directories of the runs in progress: what an
+    interrupted process does before it exits (their outputs stay as they were)."""
+    for staging in list(_STAGING):
+        _STAGING.discard(staging)
         if FileSystems.exists(staging):
             FileSystems.delete([staging])
 

@@ -52,7 +52,7 @@ _LOG = logging.getLogger(__name__)
 _PROGRESS_SECONDS = 30.0
 # Records a task buffers before it writes them out as runs: the bound on its
 # memory, whatever the corpus, dupe factor or shard size.
-_RUN_BUFFER_BYTES = 32 << 20
+_RUN_BUFFER_BYTES = 16 << 20
 # Train shards of a small corpus: enough for that many processes to write
 # them in parallel (and hosts to read distinct files), whatever the runner.
 # A fixed number, not the worker count: the files must not depend on it.

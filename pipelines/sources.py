@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import books, mediawiki, textformats
 from pipelines.documents import Document, Outcome, Section, Skip
+from pipelines.errors import UserError
 from pipelines.sentences import SentenceLimits, screen, split_sentences
 from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError
 from pipelines.wikitext import render as render_wikitext
@@ -35,7 +36,7 @@ _MAX_SKIP_EXAMPLES = 20  # per task; the counts are always complete
 _WIKI_NAME = re.compile(r"^([a-z0-9_]+wik[a-z]+)")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """An input the planner cannot read; the message names it."""
 
 

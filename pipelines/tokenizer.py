@@ -21,13 +21,14 @@ import unicodedata
 import numpy as np
 import sentencepiece as spm
 
+from pipelines.errors import UserError
 from pipelines.records import MaskingVocab
 
 SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 WORD_START = "\u2581"  # SentencePiece's "▁"
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError, ValueError):
     """A SentencePiece model ALBERT cannot use; the message says why."""
 
 
