@@ -21,6 +21,7 @@ import numpy as np
 from flax import traverse_util
 
 from model.config import AlbertConfig
+from pipelines import atomic
 
 _LOG = logging.getLogger(__name__)
 _GROUP_LAYER = re.compile(r"albert_layer_groups_(\d+)_albert_layers_(\d+)")
@@ -121,9 +122,15 @@ def save_pretrained(directory: str, params: Mapping, config: AlbertConfig) -> No
     state = to_transformers(params)
     state.pop("predictions.decoder.weight")  # tied: safetensors stores each tensor once
     state.pop("predictions.decoder.bias")
-    save_file(state, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump(transformers_config(config), f, indent=2)
+    with atomic.local_path(os.path.join(directory, "model.safetensors")) as temporary:
+        save_file(state, temporary, metadata={"format": "pt"})
+    _write_text(os.path.join(directory, "config.json"), json.dumps(transformers_config(config), indent=2))
+
+
+def _write_text(path: str, text: str) -> None:
+    """Whole or not at all, as every other output (pipelines/atomic.py)."""
+    with atomic.local_path(path) as temporary, open(temporary, "w") as f:
+        f.write(text)
 
 
 # Heads an AlbertForMaskedLM checkpoint lacks (the hub's albert/albert-*-v2 are such).
@@ -244,10 +251,10 @@ def save_tf_checkpoint(directory: str, params: Mapping, config: AlbertConfig, st
     name = f"model.ckpt-{step}"
     write_checkpoint(os.path.join(directory, name),
                      to_tf_variables(params) | {"global_step": np.array(step, np.int64)})
-    with open(os.path.join(directory, "checkpoint"), "w") as f:
-        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
-    with open(os.path.join(directory, "albert_config.json"), "w") as f:
-        json.dump(albert_json(config), f, indent=2)
+    # the checkpoint's files first, then the `checkpoint` file that points at them
+    _write_text(os.path.join(directory, "albert_config.json"), json.dumps(albert_json(config), indent=2))
+    _write_text(os.path.join(directory, "checkpoint"),
+                f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
     return os.path.join(directory, name)
 
 
@@ -294,6 +301,35 @@ def config_from_albert_json(albert_config: Mapping) -> AlbertConfig:
     return AlbertConfig(**{k: v for k, v in albert_config.items() if k in fields})
 
 
+def _is_run(path: str) -> bool:
+    config_json = os.path.join(path, "config.json")
+    if not (os.path.isdir(path) and os.path.exists(config_json)):
+        return False
+    with open(config_json) as f:
+        return "model_config" in json.load(f)
+
+
+def _run_checkpoints(workdir: str):
+    import grain.python as grain
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                 item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                                                "data": grain.PyGrainCheckpointHandler()})  # unread: quiets orbax
+
+
+def saved_step(path: str) -> int | None:
+    """The training step of what `load_weights(path)` reads without a step:
+    the latest checkpoint of a pretrain workdir; None for other sources."""
+    if not _is_run(path):
+        return None
+    manager = _run_checkpoints(path)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
 def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
     """The params of an `albertprep pretrain` workdir's checkpoint (the latest, or `step`).
 
@@ -302,15 +338,12 @@ def _run_weights(workdir: str, step: int | None) -> tuple[dict, AlbertConfig]:
     built from the checkpoint's own shapes and dtypes, since orbax would
     otherwise insist on the saving mesh.
     """
-    import grain.python as grain
     import jax
     import orbax.checkpoint as ocp
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = AlbertConfig(**json.load(f)["model_config"])
-    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                    item_handlers={"state": ocp.PyTreeCheckpointHandler(),
-                                                   "data": grain.PyGrainCheckpointHandler()})  # unread: quiets orbax
+    manager = _run_checkpoints(workdir)
     try:
         step = manager.latest_step() if step is None else step
         if step is None or step not in manager.all_steps():

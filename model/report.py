@@ -82,6 +82,15 @@ def _data_plots(statistics: dict, path: str) -> None:
     plt.close(figure)
 
 
+def _whole_corpus(corpora: list[dict]) -> dict:
+    """The corpus stage's counts summed over every extract the dataset was made from."""
+    outcomes: collections.Counter = collections.Counter()
+    for corpus in corpora:
+        outcomes.update(corpus["outcomes"])
+    return {"documents": sum(c["documents"] for c in corpora), "sentences": sum(c["sentences"] for c in corpora),
+            "read": sum(c["read"] for c in corpora), "outcomes": dict(outcomes)}
+
+
 def write_report(data: str, workdir: str, output: str) -> dict:
     """Writes OUTPUT (Markdown) and its PNGs beside it; returns the learning check."""
     directory = os.path.dirname(os.path.abspath(output))
@@ -106,7 +115,7 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     check = {"eval_mlm_accuracy": final["mlm_accuracy"] if final else None,
              "most_frequent_token_accuracy": baseline, "most_frequent_token_id": token,
              "eval_predictions": predictions}
-    corpus = manifest["corpus"][0]
+    corpus = _whole_corpus(manifest["corpus"])
     learning_row = (f"| {final['mlm_accuracy']:.3f} | id {token} | {baseline:.3f} | {predictions} |" if final
                     else "| no evaluation (no eval split) | | | |")
     lines = [

@@ -222,7 +222,8 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     described = f"{count:,} parameters, {config.num_hidden_layers} layers of {config.hidden_size}, " \
                 f"vocabulary {config.vocab_size}"
     if args.format == "tf":
-        prefix = convert.save_tf_checkpoint(args.output, params, config, args.step or 0)
+        step = args.step if args.step is not None else convert.saved_step(args.source) or 0  # the run's own step
+        prefix = convert.save_tf_checkpoint(args.output, params, config, step)
         print(f"{prefix}: a TF checkpoint with albert_config.json ({described}); google-research/albert's "
               f"fine-tuning scripts take it as --init_checkpoint")
     else:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def test_loss_falls_and_checkpoints_are_kept(straight):
     assert sorted(int(p) for p in os.listdir(straight / "checkpoints") if p.isdigit()) == [28, 30]
     config = json.loads((straight / "config.json").read_text())
     assert config["model_config"]["vocab_size"] == 30000 and config["model"] == "tiny"
+
+
+def test_a_tf_export_of_a_run_keeps_its_step(straight, tmp_path):
+    """google-research/albert's scripts read global_step: a run at step 30
+    exports model.ckpt-30, or the step asked for."""
+    from model.tfcheckpoint import TFCheckpoint
+
+    for step, flags in ((30, []), (28, ["--step", "28"])):
+        output = tmp_path / f"tf-{step}"
+        assert cli.main(["convert", str(straight), "--output", str(output), "--format", "tf", *flags]) == 0
+        assert TFCheckpoint(str(output / f"model.ckpt-{step}")).read("global_step") == step
 
 
 def test_exported_weights_restart_a_run_where_it_ended(pretrain_data, straight, tmp_path):
@@ -164,6 +176,29 @@ def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
     check = write_report(str(small_prepared), str(workdir), str(tmp_path / "report.md"))
     assert check["eval_mlm_accuracy"] is None
     assert "no evaluation (no eval split)" in (tmp_path / "report.md").read_text()
+
+
+def test_report_counts_every_corpus_of_the_dataset(straight, small_prepared, tmp_path):
+    """A dataset made from two extract outputs (books and articles, say)
+    reports the documents of both, not of the first."""
+    from model.report import write_report
+
+    data = tmp_path / "data"
+    shutil.copytree(small_prepared, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    first = manifest["corpus"][0]
+    other = dict(first, documents=106, sentences=5000, read=110, outcomes={"document": 106, "redirect": 4})
+    manifest["corpus"] = [first, other]
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text((straight / "config.json").read_text())
+    train_only = [line for line in (straight / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    (workdir / "metrics.jsonl").write_text("\n".join(train_only) + "\n")
+    write_report(str(data), str(workdir), str(tmp_path / "report.md"))
+    documents = first["documents"] + 106
+    assert f"Corpus: {documents} documents ({first['sentences'] + 5000} sentences) from {first['read'] + 110} " \
+        in (tmp_path / "report.md").read_text()
 
 
 def test_the_learning_benchmark_reads_a_run(pretrain_data, straight):
