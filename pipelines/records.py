@@ -164,6 +164,11 @@ class MaskingVocab:
     mask_id: int
     random_ids: np.ndarray  # what a RANDOM replacement draws from: the non-control pieces
 
+    @functools.cached_property
+    def random_list(self) -> list[int]:
+        """random_ids as Python ints: masking picks one at a time."""
+        return self.random_ids.tolist()
+
 
 @dataclasses.dataclass
 class MaskingStats:
@@ -192,15 +197,14 @@ def _words(word_starts: np.ndarray, len_a: int, length: int) -> tuple[list[int],
     piece before it. A word ends where the next begins, or at its [SEP].
     """
     starts = word_starts.copy()
-    starts[0] = starts[len_a + 1] = starts[length - 1] = False  # [CLS], [SEP], [SEP]
-    starts[1] = starts[len_a + 2] = True
-    word_start = np.flatnonzero(starts)
-    words_in_a = int(np.searchsorted(word_start, len_a + 1))
-    word_end = np.empty_like(word_start)
-    word_end[:-1] = word_start[1:]
+    starts[[0, len_a + 1, length - 1]] = False  # [CLS], [SEP], [SEP]
+    starts[[1, len_a + 2]] = True
+    word_start = np.flatnonzero(starts).tolist()
+    words_in_a = bisect.bisect_left(word_start, len_a + 1)
+    word_end = word_start[1:]
+    word_end.append(length - 1)
     word_end[words_in_a - 1] = len_a + 1
-    word_end[-1] = length - 1
-    return word_start.tolist(), word_end.tolist(), words_in_a
+    return word_start, word_end, words_in_a
 
 
 @functools.lru_cache
@@ -235,9 +239,12 @@ def mask_instance(
     masked spans keep the 1/n distribution. Every instance gets exactly its
     budget, as ALBERT's do (see the fill at the end).
 
-    The random numbers are drawn up front, a fixed number per instance
-    (one per candidate word, two per maskable position), which is as
-    reproducible as drawing them one at a time and several times faster.
+    The random numbers are one block drawn up front, a fixed number per
+    instance: two per candidate word (its place in the shuffle and its
+    n-gram length) and two per masked position (its replacement kind and
+    the random piece), which is as reproducible as drawing them one at a
+    time and several times faster. The shuffle is Fisher-Yates done lazily:
+    only as far as the words visited (about as many as the budget).
     """
     length = len(original_ids)
     word_start, word_end, words_in_a = _words(word_starts, len_a, length)
@@ -245,50 +252,69 @@ def mask_instance(
     max_ngram = config.max_ngram
     budget = min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
     cdfs = _length_cdfs(config.max_ngram)
-    order = rng.permutation(num_words).tolist()
-    length_draws = rng.random(num_words)  # indexed only for the words visited
-    kind_draws = rng.random(budget).tolist()
-    random_picks = rng.integers(len(vocab.random_ids), size=budget)
+    # Only the draws of the words visited are read (about as many as the
+    # budget), so the block stays an array and is read an element at a time.
+    draws = rng.random(2 * num_words + 2 * budget)
+    kind_draws, pick_draws = draws[2 * num_words:].tolist(), draws[2 * num_words + budget:].tolist()
+    random_list = vocab.random_list
+    random_count = len(random_list)
+    mask_id = vocab.mask_id
+    moved: dict[int, int] = {}  # the lazy shuffle: place -> word, where they differ
     covered = bytearray(length)
     replacements: dict[int, int] = {}
     kinds = [0, 0, 0]
+    ngram_counts = [0] * (max_ngram + 1)
+    free_counts = [0] * (max_ngram + 1)
 
     def take(index: int) -> None:
         covered[index] = 1
         slot = len(replacements)
         draw = kind_draws[slot]
-        kind = MASK if draw < 0.8 else RANDOM if draw < 0.9 else KEEP
-        kinds[kind] += 1
-        replacements[index] = (vocab.mask_id if kind == MASK else
-                               int(vocab.random_ids[random_picks[slot]]) if kind == RANDOM else -1)
+        if draw < 0.8:
+            kinds[MASK] += 1
+            replacements[index] = mask_id
+        elif draw < 0.9:
+            kinds[RANDOM] += 1
+            replacements[index] = random_list[int(pick_draws[slot] * random_count)]
+        else:
+            kinds[KEEP] += 1
+            replacements[index] = -1
 
-    for draw_index, w in enumerate(order):
-        masked = len(replacements)
+    masked = shuffled = 0
+    for step in range(num_words):
         if masked >= budget:
             break
+        shuffled = step + 1
+        swap = step + int(draws[step] * (num_words - step))  # Fisher-Yates, one place at a time
+        w = moved.get(swap, swap)
+        moved[swap] = moved.get(step, step)
         last_of_segment = words_in_a - 1 if w < words_in_a else num_words - 1
         available = min(max_ngram, last_of_segment - w + 1)
         start, window_end = word_start[w], word_end[w + available - 1]
         if 1 in covered[start:window_end]:
             continue
-        drawn = n = bisect.bisect_right(cdfs[available - 1], float(length_draws[draw_index])) + 1
+        drawn = n = bisect.bisect_right(cdfs[available - 1], draws[num_words + step]) + 1
         while n > 0 and masked + (word_end[w + n - 1] - start) > budget:
             n -= 1
         if n == 0:
             continue
         end = word_end[w + n - 1]
-        if stats is not None:
-            stats.ngram_counts[n] += 1
-            if available == max_ngram and masked + (window_end - start) <= budget:
-                stats.free_ngram_counts[drawn] += 1
+        ngram_counts[n] += 1
+        if available == max_ngram and masked + (window_end - start) <= budget:
+            free_counts[drawn] += 1
         for index in range(start, end):
             take(index)
-    if len(replacements) < budget:
+        masked += end - start
+    if masked < budget:
         # Every word left is longer than the budget left, or its window is
         # taken (short instances of long words: URLs, numbers, names). The
         # budget is met anyway, as ALBERT's always is: the words are visited
-        # again in the same order and their unmasked pieces taken from the
-        # start, so only the last span can end inside a word.
+        # again in the shuffled order and their unmasked pieces taken from
+        # the start, so only the last span can end inside a word.
+        order = [moved.get(place, place) for place in range(num_words)]
+        for step in range(shuffled, num_words):  # the rest of the shuffle first
+            swap = step + int(draws[step] * (num_words - step))
+            order[step], order[swap] = order[swap], order[step]
         for w in order:
             if len(replacements) >= budget:
                 break
@@ -302,6 +328,11 @@ def mask_instance(
     changed = [p for p in positions if replacements[p] >= 0]
     input_ids[changed] = [replacements[p] for p in changed]
     if stats is not None:
+        for n in range(1, max_ngram + 1):
+            if ngram_counts[n]:
+                stats.ngram_counts[n] += ngram_counts[n]
+            if free_counts[n]:
+                stats.free_ngram_counts[n] += free_counts[n]
         stats.replacement_counts += kinds
         stats.masked_tokens += len(positions)
         stats.maskable_tokens += length - 3
