@@ -52,7 +52,7 @@ _LOG = logging.getLogger(__name__)
 _PROGRESS_SECONDS = 30.0
 # Records a task buffers before it writes them out as runs: the bound on its
 # memory, whatever the corpus, dupe factor or shard size.
-_RUN_BUFFER_BYTES = 16 << 20
+_RUN_BUFFER_BYTES = 8 << 20
 # Train shards of a small corpus: enough for that many processes to write
 # them in parallel (and hosts to read distinct files), whatever the runner.
 # A fixed number, not the worker count: the files must not depend on it.
@@ -395,7 +395,8 @@ def run_path(runs_dir: str, shard: tuple[int, int], range_index: int, part: int)
 def _merged_runs(paths: list[str]) -> Iterator[tuple[int, bytes]]:
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(FileSystems.open(p, compression_type="uncompressed")) for p in sorted(paths)]
-        yield from runs.merge(runs.read_run(f) for f in files)
+        block = runs.read_block_bytes(len(files))
+        yield from runs.merge(runs.read_run(f, block) for f in files)
 
 
 class WriteShard(beam.DoFn):

@@ -22,7 +22,10 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import BinaryIO
 
 _ITEM = struct.Struct("<QI")
-_READ_BYTES = 1 << 20
+_READ_BYTES = 256 << 10  # the most a reader holds of one run
+MERGE_BYTES = 16 << 20  # what a merge holds of all its runs together, whatever their number
+_MIN_READ_BYTES = 16 << 10
+_WRITE_ITEMS = 1024  # items joined per write: a flush does not copy the whole buffer
 # Python holds each buffered record in a bytes object and a tuple: about
 # 100 bytes over its own size, counted so the bound holds for short records.
 _ITEM_OVERHEAD = 100
@@ -31,17 +34,24 @@ _ITEM_OVERHEAD = 100
 def write_run(file: BinaryIO, items: list[tuple[int, bytes]]) -> None:
     """Writes `items`, already sorted by (key, record)."""
     pack = _ITEM.pack
-    file.write(b"".join(pack(key, len(record)) + record for key, record in items))
+    for at in range(0, len(items), _WRITE_ITEMS):
+        file.write(b"".join(pack(key, len(record)) + record for key, record in items[at:at + _WRITE_ITEMS]))
 
 
-def read_run(file: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """The (key, record) items of one run, read a megabyte at a time."""
+def read_block_bytes(runs: int) -> int:
+    """The block a merge of `runs` runs reads from each, so that together
+    they stay within MERGE_BYTES (a big corpus has many small runs a shard)."""
+    return max(_MIN_READ_BYTES, min(_READ_BYTES, MERGE_BYTES // max(1, runs)))
+
+
+def read_run(file: BinaryIO, block_bytes: int = _READ_BYTES) -> Iterator[tuple[int, bytes]]:
+    """The (key, record) items of one run, read a block at a time."""
     buffer = b""
     offset = 0
     unpack = _ITEM.unpack_from
     header = _ITEM.size
     while True:
-        block = file.read(_READ_BYTES)
+        block = file.read(block_bytes)
         if block:
             buffer = buffer[offset:] + block
             offset = 0

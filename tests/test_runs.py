@@ -62,3 +62,12 @@ def test_the_buffer_holds_no_more_than_its_limit():
     for key, record in _items(range(2000)):
         buffer.add(key % 4, key, record)
     assert len(flushes) > 3 and max(flushes.values()) < 50_000 + 200
+
+
+def test_a_merge_of_many_runs_reads_small_blocks_and_the_same_items():
+    assert runs.read_block_bytes(1) == 256 << 10 and runs.read_block_bytes(1000) * 1000 <= runs.MERGE_BYTES
+    assert runs.read_block_bytes(10**6) == 16 << 10  # a floor: a block still holds whole records
+    items = sorted(_items(range(300)))
+    buffer = io.BytesIO()
+    runs.write_run(buffer, items)
+    assert list(runs.read_run(io.BytesIO(buffer.getvalue()), block_bytes=7)) == items  # records span blocks
