@@ -88,6 +88,12 @@ class TokenizedDocument:
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
+    def end_reaching(self, start: int, tokens: int) -> int:
+        """The end (exclusive) of the fewest sentences from `start` on that
+        hold at least `tokens` tokens: at least one, at most the document's end."""
+        reach = int(np.searchsorted(self.bounds, self.bounds[start] + tokens, side="left"))
+        return max(min(reach, len(self)), start + 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class PooledDocument:
@@ -112,8 +118,7 @@ class PooledDocument:
         bounds = tokens.bounds
         pieces = []
         for start in rng.integers(len(tokens), size=windows).tolist():
-            end = int(min(np.searchsorted(bounds, bounds[start] + max_tokens, side="left"), len(tokens)))
-            end = max(end, start + 1)
+            end = tokens.end_reaching(start, max_tokens)
             lo, hi = int(bounds[start]), int(bounds[end])
             pieces.append(TokenizedDocument(tokens.ids[lo:hi], tokens.word_starts[lo:hi],
                                             bounds[start:end + 1] - lo))
@@ -152,10 +157,8 @@ class BPool:
         else:
             document = pooled.pieces[int(rng.integers(len(pooled.pieces)))]
             start = 0
-        bounds = document.bounds
-        reach = np.searchsorted(bounds, bounds[start] + max(wanted, 1), side="left")
-        end = int(min(reach, len(document)))
-        return document, (int(bounds[start]), int(bounds[max(end, start + 1)]))
+        end = document.end_reaching(start, max(wanted, 1))
+        return document, (int(document.bounds[start]), int(document.bounds[end]))
 
 
 def _truncate_pair(document: TokenizedDocument, a: tuple[int, int], b_document: TokenizedDocument,

@@ -87,7 +87,7 @@ def _document_files(summaries: list[dict]) -> list[tuple[str, int]]:
 def run_vocab(summaries: list[dict], output: str, config: prepare.VocabConfig, runner: RunnerConfig,
               split_bytes: int = 0) -> Tokenizer:
     files = _document_files(summaries)
-    ranges = prepare.plan_ranges(files, prepare.split_bytes_for(sum(size for _, size in files), split_bytes))
+    ranges = prepare.plan_ranges(files, split_bytes)
     total = sum(s["sentences"] for s in summaries)
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
@@ -159,21 +159,23 @@ def _committed(output: str) -> Iterator[str]:
         for source, target in zip(new, targets):
             FileSystems.rename([source], [target])
     finally:
-        _STAGING.discard(staging)
-        if FileSystems.exists(staging):
-            FileSystems.delete([staging])
+        _discard(staging)
 
 
 _STAGING: set[str] = set()  # staging directories of the runs in progress
+
+
+def _discard(staging: str) -> None:
+    _STAGING.discard(staging)
+    if FileSystems.exists(staging):
+        FileSystems.delete([staging])
 
 
 def discard_staging() -> None:
     """Deletes the staging directories of the runs in progress: what an
     interrupted process does before it exits (their outputs stay as they were)."""
     for staging in list(_STAGING):
-        _STAGING.discard(staging)
-        if FileSystems.exists(staging):
-            FileSystems.delete([staging])
+        _discard(staging)
 
 
 def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
@@ -204,7 +206,7 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         with atomic.created(FileSystems.join(staging, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
     files = _document_files(summaries)
-    ranges = prepare.plan_ranges(files, prepare.split_bytes_for(sum(size for _, size in files), config.split_bytes))
+    ranges = prepare.plan_ranges(files, config.split_bytes)
     train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)
     manifest_base = {
         "format": layout.MANIFEST_FORMAT,

@@ -67,7 +67,7 @@ class PrepareConfig:
     eval_fraction: float = 0.01
     num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`, at least MIN_TRAIN_SHARDS
     target_shard_bytes: int = 128 << 20
-    split_bytes: int = 0  # documents read by one task; 0: chosen from their total size (split_bytes_for)
+    split_bytes: int = 0  # documents read by one task; 0: chosen from their total size (plan_ranges)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,16 +98,12 @@ def estimate_train_shards(document_bytes: int, config: PrepareConfig) -> int:
     return max(MIN_TRAIN_SHARDS, int(np.ceil(estimate / config.target_shard_bytes)))
 
 
-def split_bytes_for(document_bytes: int, requested: int = 0) -> int:
-    """Documents one task reads: as asked, else the corpus stage's rule (up to
-    64 tasks, 256 KiB to 64 MiB each), from the total size alone. Any split
-    gives the same shards; this one gives every worker count enough tasks."""
-    return requested or textformats.auto_split(document_bytes)
-
-
-def plan_ranges(document_files: list[tuple[str, int]], split_bytes: int) -> list[ReadRange]:
-    """Ranges of whole lines (documents), about `split_bytes` each; the shards
-    do not depend on them."""
+def plan_ranges(document_files: list[tuple[str, int]], split_bytes: int = 0) -> list[ReadRange]:
+    """Ranges of whole lines (documents) of about `split_bytes` each, else
+    of the corpus stage's size rule (up to 64 tasks, 256 KiB to 64 MiB
+    each), from the total size alone. Any split gives the same shards; the
+    rule gives every worker count enough tasks."""
+    split_bytes = split_bytes or textformats.auto_split(sum(size for _, size in document_files))
     ranges = []
     for path, size in sorted(document_files):
         with FileSystems.open(path, compression_type="uncompressed") as f:
