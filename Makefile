@@ -22,7 +22,7 @@ DEMO_DUMP := $(DEMO)/data/enwiki-20160101-pages-articles-multistream.xml.bz2
 $(DEMO_DUMP): | install
 	mkdir -p $(DEMO)/data $(DEMO)/wheel
 	$(BIN)/pip download --quiet --no-deps --dest $(DEMO)/wheel gensim==4.4.0
-	$(BIN)/python -m pipelines.demo_data $(DEMO)/wheel $(DEMO)/data
+	$(BIN)/python -m albertprep.tools.demo_data $(DEMO)/wheel $(DEMO)/data
 
 demo: install $(DEMO_DUMP)
 	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --split-mb 0.2 --overwrite

@@ -4,14 +4,20 @@ Beam ships this file to remote workers (--setup_file), so it declares
 every package and dependency the workers need.
 """
 
-from setuptools import find_packages, setup
+from setuptools import setup
+
+STAGES = ("pipelines", "loaders", "model")
 
 setup(
     name="albertprep",
     version="0.1.0",
     description="ALBERT pretraining data (Beam), deterministic loading (Grain) and Flax ALBERT",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipelines", "pipelines.*", "loaders", "loaders.*", "model", "model.*"]),
+    # One import namespace, `albertprep`, whose three stage packages keep their
+    # top-level folders: site-packages gets `albertprep` and nothing else.
+    packages=["albertprep", "albertprep.core", "albertprep.tools",
+              *(f"albertprep.{stage}" for stage in STAGES)],
+    package_dir={"albertprep": "albertprep", **{f"albertprep.{stage}": stage for stage in STAGES}},
     install_requires=[
         "apache-beam>=2.60",
         "dask[distributed]>=2024.1",
@@ -40,5 +46,5 @@ setup(
         # wikiextractor 3.1.0 (the extractor of NVIDIA's BERT recipe and LDDL) on the same dump
         "bench": ["pysbd", "blingfire", "wikiextractor==3.1.0"],
     },
-    entry_points={"console_scripts": ["albertprep=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["albertprep=albertprep.cli:main"]},
 )

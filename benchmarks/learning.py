@@ -11,15 +11,10 @@ loop's last evaluation read), in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-# Run as a script, this file's folder comes first on sys.path, and
-# benchmarks/model.py would shadow the project's `model` package.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-from model.pretrain import read_metrics  # noqa: E402
-from model.report import most_frequent_token_baseline  # noqa: E402
+from albertprep.model.pretrain import read_metrics
+from albertprep.model.report import most_frequent_token_baseline
 
 
 def main() -> None:

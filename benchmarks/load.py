@@ -27,8 +27,8 @@ import time
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader
 
-from loaders import AlbertLoader, LoaderConfig, PreparedDataset
-from pipelines import cli
+from albertprep import cli
+from albertprep.loaders import AlbertLoader, LoaderConfig, PreparedDataset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = 5000  # examples/s, one worker process
@@ -92,7 +92,7 @@ def main() -> int:
             print(f"prepared the books in {time.perf_counter() - started:.1f}s")
         dataset = PreparedDataset.open(directory)
         length = dataset.layout.max_seq_length
-        mean_length = dataset.manifest["splits"][dataset.split]["statistics"]["mean_length"]
+        mean_length = dataset.manifest.splits[dataset.split].statistics["mean_length"]
         print(f"{dataset.num_records} instances in {len(dataset.shards)} shards, max_seq_length {length} "
               f"(mean {mean_length:.0f} tokens), batch size {args.batch_size}, {os.cpu_count()} CPUs")
         raw = raw_read_rate(dataset, args.batch_size, args.seconds)

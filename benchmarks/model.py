@@ -20,25 +20,20 @@ On a GPU machine, JAX needs its CUDA build: `pip install -U "jax[cuda12]"`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
 
-# Run as a script, this file's folder comes first on sys.path, and its own
-# name would shadow the project's `model` package.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from model.albert import CUDNN_REFUSED, AlbertForPreTraining  # noqa: E402
-from model.config import get_config  # noqa: E402
-from model.flops import train_step_flops  # noqa: E402
-from model.optim import OptimizerConfig, applied_schedule, make_optimizer  # noqa: E402
-from model.pretrain import PEAK_TFLOPS  # noqa: E402
-from model.train import batch_sharding, init_state, make_mesh, make_train_step  # noqa: E402
+from albertprep.model.albert import CUDNN_REFUSED, AlbertForPreTraining
+from albertprep.model.config import get_config
+from albertprep.model.flops import train_step_flops
+from albertprep.model.optim import OptimizerConfig, applied_schedule, make_optimizer
+from albertprep.model.pretrain import PEAK_TFLOPS
+from albertprep.model.train import batch_sharding, init_state, make_mesh, make_train_step
 
 PREDICTIONS = 20
 
@@ -96,7 +91,7 @@ def torch_step_seconds(config, batch: dict, steps: int) -> float:
     import torch
     import transformers
 
-    from model.convert import transformers_config
+    from albertprep.model.convert import transformers_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = transformers.AlbertForPreTraining(transformers.AlbertConfig(**transformers_config(config))).to(device)

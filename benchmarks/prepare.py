@@ -1,6 +1,6 @@
 """The instance stage: CPU per instance, start-up, peak RSS and the 2-worker speed-up, in one run.
 
-Every prepare runs as its own process (`python -m pipelines.cli prepare`,
+Every prepare runs as its own process (`python -m albertprep.cli prepare`,
 from documents the corpus stage made first, so extraction is not counted);
 wall time, CPU (user + system, with the worker processes it waits for) and
 the peak RSS of its largest process come from wait4().
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -40,38 +39,38 @@ import time
 from _process import measure
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import records, tfrecord
+from albertprep.core import manifest, records
+from albertprep.tools import tfrecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
 def extract(inputs: list[str], output: pathlib.Path) -> pathlib.Path:
-    measure([PYTHON, "-m", "pipelines.cli", "extract", *inputs, "--output", str(output)], cwd=str(ROOT))
+    measure([PYTHON, "-m", "albertprep.cli", "extract", *inputs, "--output", str(output)], cwd=str(ROOT))
     return output
 
 
 def prepare(documents: pathlib.Path, output: pathlib.Path, model: pathlib.Path, *flags: str) -> tuple:
     """(wall s, CPU s, peak RSS MB, manifest) of one prepare process."""
     shutil.rmtree(output, ignore_errors=True)
-    wall, cpu, rss = measure([PYTHON, "-m", "pipelines.cli", "prepare", str(documents), "--output", str(output),
+    wall, cpu, rss = measure([PYTHON, "-m", "albertprep.cli", "prepare", str(documents), "--output", str(output),
                               "--spm-model", str(model), *flags], cwd=str(ROOT))
-    return wall, cpu, rss, json.loads((output / "manifest.json").read_text())
+    return wall, cpu, rss, manifest.read(str(output))
 
 
-def instances_of(manifest: dict) -> int:
-    return sum(split["records"] for split in manifest["splits"].values())
+def instances_of(prepared: manifest.Manifest) -> int:
+    return prepared.num_records
 
 
 def shard_digests(output: pathlib.Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(output.glob("*.array_record"))}
 
 
-def record_sizes(output: pathlib.Path, manifest: dict) -> str:
-    layout = records.FeatureLayout(manifest["features"]["max_seq_length"],
-                                   manifest["features"]["max_predictions_per_seq"])
-    stored = [r for shard in manifest["splits"]["train"]["shards"]
-              for r in ArrayRecordReader(str(output / shard["file"])).read_all()][:20000]
+def record_sizes(output: pathlib.Path, prepared: manifest.Manifest) -> str:
+    layout = prepared.layout
+    stored = [r for shard in prepared.splits["train"].shards
+              for r in ArrayRecordReader(str(output / shard.file)).read_all()][:20000]
     started = time.perf_counter()
     decoded = [records.decode_features(record, layout) for record in stored]
     decode_seconds = time.perf_counter() - started
@@ -119,16 +118,16 @@ def main() -> None:
 
         rss = {}
         for length, target, albert_ms in ((512, 0.05, 5.2), (128, 0.015, 1.5)):
-            wall, cpu, peak, manifest = prepare(reference, out, model, *common, "--max-seq-length", str(length),
+            wall, cpu, peak, prepared = prepare(reference, out, model, *common, "--max-seq-length", str(length),
                                                 "--dupe-factor", "40")
-            count = instances_of(manifest)
+            count = instances_of(prepared)
             per_instance = (cpu - startup_cpu) / count * 1e3
             print(f"reference corpus at {length}, dupe 40: {count} instances, {cpu:.1f} CPU s, {wall:.1f} s wall; "
                   f"{per_instance:.3f} CPU-ms per instance without start-up (target {target}; ALBERT's script "
                   f"~{albert_ms} ms: {albert_ms / per_instance:.0f}x); peak RSS {peak:.0f} MB")
             if length == 512:
                 rss["dupe 40"] = peak
-                sizes = record_sizes(out, manifest)
+                sizes = record_sizes(out, prepared)
         rss["dupe 5"] = prepare(reference, out, model, *common, "--dupe-factor", "5")[2]
         rss["4x corpus, dupe 5"] = prepare(four, out, model, *common, "--dupe-factor", "5")[2]
         spread = max(rss.values()) / min(rss.values()) - 1
@@ -139,12 +138,12 @@ def main() -> None:
         digests = {}
         for _ in range(args.runs):
             for workers in (1, 2):
-                wall, cpu, _, manifest = prepare(book_documents, out, model, "--dupe-factor", "10",
+                wall, cpu, _, prepared = prepare(book_documents, out, model, "--dupe-factor", "10",
                                                  "--workers", str(workers))
                 walls[workers].append(wall)
                 digests[workers] = shard_digests(out)
             ratios.append(walls[1][-1] / walls[2][-1])
-        print(f"books x 4 at dupe 10 ({instances_of(manifest)} instances, default flags): 1 worker "
+        print(f"books x 4 at dupe 10 ({instances_of(prepared)} instances, default flags): 1 worker "
               f"{statistics.median(walls[1]):.1f} s, 2 workers {statistics.median(walls[2]):.1f} s wall; "
               f"speed-up {statistics.median(ratios):.2f} (pairs: {', '.join(f'{r:.2f}' for r in ratios)}; "
               f"target >= 1.7); shards identical: {digests[1] == digests[2]}")

@@ -18,7 +18,7 @@ import time
 import blingfire
 import pysbd
 
-from pipelines.sentences import split_sentences
+from albertprep.pipelines.sentences import split_sentences
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CASES = [

@@ -21,8 +21,8 @@ import re
 import sys
 from collections import Counter
 
-from pipelines import mediawiki, templates, wikitext
-from pipelines.sentences import split_sentences
+from albertprep.pipelines import mediawiki, templates, wikitext
+from albertprep.pipelines.sentences import split_sentences
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _BASE = 0xF0000  # supplementary private use area: one code point per template name

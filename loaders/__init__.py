@@ -1,7 +1,6 @@
 """Grain loading of prepared ALBERT data: checked, sharded, resumable.
 
-No Beam here: the loader imports only pipelines.records and
-pipelines.tokenizer from the pipeline package.
+No Beam here: the loader imports only `albertprep.core`.
 
 The names below are imported when first used (PEP 562): opening a prepared
 directory (`PreparedDataset`, what `export-tfrecord` and `inspect` need)
@@ -14,18 +13,18 @@ import importlib
 from typing import TYPE_CHECKING
 
 _SOURCES = {
-    "PreparedDataset": "loaders.dataset",
-    "PreparedDatasetError": "loaders.dataset",
-    "Shard": "loaders.dataset",
-    "FEATURE_NAMES": "loaders.features",
-    "AlbertIterator": "loaders.loader",
-    "AlbertLoader": "loaders.loader",
-    "LoaderConfig": "loaders.loader",
-    "batch_digest": "loaders.loader",
-    "place_batch": "loaders.placement",
-    "IncompatibleStateError": "loaders.state",
-    "read_state_file": "loaders.state",
-    "write_state_file": "loaders.state",
+    "PreparedDataset": "albertprep.loaders.dataset",
+    "PreparedDatasetError": "albertprep.loaders.dataset",
+    "Shard": "albertprep.loaders.dataset",
+    "FEATURE_NAMES": "albertprep.loaders.features",
+    "AlbertIterator": "albertprep.loaders.loader",
+    "AlbertLoader": "albertprep.loaders.loader",
+    "LoaderConfig": "albertprep.loaders.loader",
+    "batch_digest": "albertprep.loaders.loader",
+    "place_batch": "albertprep.loaders.placement",
+    "IncompatibleStateError": "albertprep.loaders.state",
+    "read_state_file": "albertprep.loaders.state",
+    "write_state_file": "albertprep.loaders.state",
 }
 __all__ = [
     "FEATURE_NAMES",
@@ -43,16 +42,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from loaders.dataset import PreparedDataset, PreparedDatasetError, Shard
-    from loaders.features import FEATURE_NAMES
-    from loaders.loader import AlbertIterator, AlbertLoader, LoaderConfig, batch_digest
-    from loaders.placement import place_batch
-    from loaders.state import IncompatibleStateError, read_state_file, write_state_file
+    from albertprep.loaders.dataset import PreparedDataset, PreparedDatasetError, Shard
+    from albertprep.loaders.features import FEATURE_NAMES
+    from albertprep.loaders.loader import AlbertIterator, AlbertLoader, LoaderConfig, batch_digest
+    from albertprep.loaders.placement import place_batch
+    from albertprep.loaders.state import IncompatibleStateError, read_state_file, write_state_file
 
 
 def __getattr__(name: str):
     if name not in _SOURCES:
-        raise AttributeError(f"module 'loaders' has no attribute {name!r}")
+        raise AttributeError(f"module 'albertprep.loaders' has no attribute {name!r}")
     value = getattr(importlib.import_module(_SOURCES[name]), name)
     globals()[name] = value
     return value

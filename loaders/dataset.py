@@ -12,13 +12,14 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import hashlib
-import json
 import os
 
-from pipelines import records
-from pipelines.errors import UserError
-from pipelines.layout import COMPLETED, MANIFEST, MANIFEST_FORMAT, sha256_file
-from pipelines.tokenizer import Tokenizer
+from albertprep.core import manifest as manifest_module
+from albertprep.core import records
+from albertprep.core.errors import UserError
+from albertprep.core.layout import COMPLETED, MANIFEST, sha256_file
+from albertprep.core.manifest import Manifest
+from albertprep.core.tokenizer import Tokenizer
 
 _HASH_THREADS = 8
 
@@ -50,7 +51,7 @@ class PreparedDataset:
     tokenizer_path: str
     tokenizer_sha256: str
     do_lower_case: bool
-    manifest: dict = dataclasses.field(compare=False, repr=False)
+    manifest: Manifest = dataclasses.field(compare=False, repr=False)
 
     @property
     def num_records(self) -> int:
@@ -64,13 +65,7 @@ class PreparedDataset:
         sizes are still checked), for very large data already verified once.
         """
         directory = os.fspath(directory)
-        manifest = _read_manifest(directory)
-        try:
-            dataset = _from_manifest(directory, split, manifest)
-        except PreparedDatasetError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise PreparedDatasetError(f"{directory}: corrupt {MANIFEST}: bad or missing field {error}") from error
+        dataset = _from_manifest(directory, split, _read_manifest(directory))
         for shard in dataset.shards:
             _check_shard_size(directory, shard)
         if verify_checksums:
@@ -92,59 +87,42 @@ class PreparedDataset:
         return Tokenizer(model, self.do_lower_case).masking_vocab()
 
 
-def _read_manifest(directory: str) -> dict:
+def _read_manifest(directory: str) -> Manifest:
     if not os.path.isdir(directory):
         raise PreparedDatasetError(f"{directory}: no such directory")
     if not os.path.exists(os.path.join(directory, COMPLETED)):
         raise PreparedDatasetError(f"{directory}: incomplete: no {COMPLETED} marker (the prepare job did not "
                                    "finish, or is still running)")
-    path = os.path.join(directory, MANIFEST)
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        with open(os.path.join(directory, MANIFEST), "rb") as f:
+            data = f.read()
     except FileNotFoundError as error:
         raise PreparedDatasetError(f"{directory}: incomplete: {COMPLETED} but no {MANIFEST}") from error
-    except (OSError, ValueError) as error:
-        raise PreparedDatasetError(f"{directory}: corrupt {MANIFEST}: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise PreparedDatasetError(f"{directory}: not a prepared instances directory: {MANIFEST} format is "
-                                   f"{found!r}, expected {MANIFEST_FORMAT!r}")
-    version = manifest.get("format_version")
-    if version != records.RECORD_VERSION:
-        raise PreparedDatasetError(f"{directory}: record format version {version}, this loader reads version "
-                                   f"{records.RECORD_VERSION} (prepare the data again with this albertprep)")
-    return manifest
+    except OSError as error:
+        raise PreparedDatasetError(f"{directory}: cannot read {MANIFEST}: {error.strerror or error}") from error
+    try:
+        return manifest_module.decode(data, directory)
+    except manifest_module.ManifestError as error:
+        raise PreparedDatasetError(str(error)) from error
 
 
-def _from_manifest(directory: str, split: str, manifest: dict) -> PreparedDataset:
-    splits = manifest["splits"]
-    if split not in splits:
-        raise PreparedDatasetError(f"{directory}: no split {split!r} (the manifest has {', '.join(sorted(splits))})")
-    described = splits[split]
-    shards = tuple(Shard(file=s["file"], path=os.path.join(directory, s["file"]), records=int(s["records"]),
-                         sha256=str(s["sha256"]), bytes=int(s["bytes"])) for s in described["shards"])
-    for shard in shards:
-        if os.path.basename(shard.file) != shard.file or shard.records < 0:
-            raise PreparedDatasetError(f"{directory}: corrupt {MANIFEST}: shard entry {shard.file!r}")
-    if sum(s.records for s in shards) != described["records"]:
-        raise PreparedDatasetError(f"{directory}: corrupt {MANIFEST}: split {split!r} says {described['records']} "
-                                   f"records, its shards {sum(s.records for s in shards)}")
-    if not described["records"]:
+def _from_manifest(directory: str, split: str, manifest: Manifest) -> PreparedDataset:
+    if split not in manifest.splits:
+        raise PreparedDatasetError(f"{directory}: no split {split!r} (the manifest has "
+                                   f"{', '.join(sorted(manifest.splits))})")
+    described = manifest.splits[split]
+    if not described.records:
         raise PreparedDatasetError(f"{directory}: split {split!r} has no records")
-    features = manifest["features"]
-    masking = manifest["config"]["instances"]["masking"]
-    tokenizer = manifest["tokenizer"]
     return PreparedDataset(
         directory=directory,
         split=split,
-        shards=shards,
-        layout=records.FeatureLayout(int(features["max_seq_length"]), int(features["max_predictions_per_seq"])),
-        masking=records.MaskingConfig(int(masking["max_predictions_per_seq"]), float(masking["masked_lm_prob"]),
-                                      int(masking["max_ngram"])),
-        tokenizer_path=os.path.join(directory, tokenizer["file"]),
-        tokenizer_sha256=str(tokenizer["sha256"]),
-        do_lower_case=bool(tokenizer["normalization"]["do_lower_case"]),
+        shards=tuple(Shard(file=s.file, path=os.path.join(directory, s.file), records=s.records, sha256=s.sha256,
+                           bytes=s.bytes) for s in described.shards),
+        layout=manifest.layout,
+        masking=manifest.masking,
+        tokenizer_path=os.path.join(directory, manifest.tokenizer.file),
+        tokenizer_sha256=manifest.tokenizer.sha256,
+        do_lower_case=manifest.tokenizer.do_lower_case,
         manifest=manifest,
     )
 

@@ -2,7 +2,7 @@
 
 Both transforms run in Grain's worker processes, so they carry only small
 picklable values (the layout, the masking settings, the vocabulary ids) and
-use pipelines.records for everything: the loader never has its own copy of
+use albertprep.core.records for everything: the loader never has its own copy of
 the record format or of the masking algorithm.
 """
 
@@ -13,10 +13,9 @@ import dataclasses
 import grain.python as grain
 import numpy as np
 
-from pipelines import records
+from albertprep.core import records
 
-FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
-                 "masked_lm_weights", "sentence_order_label")
+FEATURE_NAMES = records.FEATURE_NAMES  # re-exported: the loader's batches hold exactly these
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,13 +30,13 @@ import grain.python as grain
 import jax
 import numpy as np
 
-from loaders import state as loader_state
-from loaders.dataset import PreparedDataset
-from loaders.features import DynamicMasks, StoredMasks
-from loaders.placement import ShardingSpec, place_batch
-from loaders.sampler import EpochSampler
-from loaders.source import PreparedShardsSource, shard_list_digest
-from pipelines import records
+from albertprep.core import records
+from albertprep.loaders import state as loader_state
+from albertprep.loaders.dataset import PreparedDataset
+from albertprep.loaders.features import DynamicMasks, StoredMasks
+from albertprep.loaders.placement import ShardingSpec, place_batch
+from albertprep.loaders.sampler import EpochSampler
+from albertprep.loaders.source import PreparedShardsSource, shard_list_digest
 
 
 @dataclasses.dataclass(frozen=True)

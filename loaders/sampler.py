@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import grain.python as grain
 
-from pipelines import records
+from albertprep.core import records
 
 
 class EpochSampler(grain.IndexSampler):

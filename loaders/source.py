@@ -11,7 +11,7 @@ import hashlib
 
 import grain.python as grain
 
-from loaders.dataset import PreparedDataset
+from albertprep.loaders.dataset import PreparedDataset
 
 
 class PreparedShardsSource(grain.ArrayRecordDataSource):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import os
 
-from pipelines import atomic
-from pipelines.errors import UserError
+from albertprep.core import atomic
+from albertprep.core.errors import UserError
 
 STATE_FORMAT = "albertprep.loader_state"
 STATE_VERSION = 1
@@ -86,7 +86,7 @@ def _show(value: object) -> str:
 
 
 def write_state_file(path: str | os.PathLike, state: bytes) -> None:
-    """Atomically and synced to disk (pipelines/atomic.py), so a process
+    """Atomically and synced to disk (albertprep/core/atomic.py), so a process
     killed mid-write leaves the previous state."""
     with atomic.local_path(path, fsync=True) as temporary, open(temporary, "wb") as f:
         f.write(state)

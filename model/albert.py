@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from model.config import AlbertConfig
+from albertprep.model.config import AlbertConfig
 
 
 def gelu_new(x):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipelines.errors import UserError
+from albertprep.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

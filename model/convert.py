@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import numpy as np
 from flax import traverse_util
 
-from model.config import AlbertConfig
-from pipelines import atomic
+from albertprep.core import atomic
+from albertprep.model.config import AlbertConfig
 
 _LOG = logging.getLogger(__name__)
 _GROUP_LAYER = re.compile(r"albert_layer_groups_(\d+)_albert_layers_(\d+)")
@@ -128,7 +128,7 @@ def save_pretrained(directory: str, params: Mapping, config: AlbertConfig) -> No
 
 
 def _write_text(path: str, text: str) -> None:
-    """Whole or not at all, as every other output (pipelines/atomic.py)."""
+    """Whole or not at all, as every other output (albertprep/core/atomic.py)."""
     with atomic.local_path(path) as temporary, open(temporary, "w") as f:
         f.write(text)
 
@@ -147,7 +147,7 @@ def load_pretrained(directory: str) -> tuple[dict, AlbertConfig]:
     """
     import jax
 
-    from model.albert import init_params
+    from albertprep.model.albert import init_params
 
     with open(os.path.join(directory, "config.json")) as f:
         config = config_from_transformers(json.load(f))
@@ -245,7 +245,7 @@ def save_tf_checkpoint(directory: str, params: Mapping, config: AlbertConfig, st
     file and albert_config.json: what that repository's run_classifier.py and
     run_squad.py take as --init_checkpoint and --albert_config_file. Written
     without TensorFlow; returns the checkpoint prefix."""
-    from model.tfcheckpoint import write_checkpoint
+    from albertprep.model.tfcheckpoint import write_checkpoint
 
     os.makedirs(directory, exist_ok=True)
     name = f"model.ckpt-{step}"
@@ -264,7 +264,7 @@ def load_tf_checkpoint(path: str, config: AlbertConfig) -> dict:
     Read by model/tfcheckpoint.py, without TensorFlow; only the model's
     variables are read, not the optimizer's slots.
     """
-    from model.tfcheckpoint import TFCheckpoint
+    from albertprep.model.tfcheckpoint import TFCheckpoint
 
     return _tf_params(TFCheckpoint(path), config)
 
@@ -273,8 +273,8 @@ def _tf_params(checkpoint, config: AlbertConfig) -> dict:
     """Our params from an opened model.tfcheckpoint.TFCheckpoint."""
     import jax
 
-    from model.albert import init_params
-    from model.tfcheckpoint import CheckpointError
+    from albertprep.model.albert import init_params
+    from albertprep.model.tfcheckpoint import CheckpointError
 
     template = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     names = [_tf_name(leaf_path)[0] for leaf_path in traverse_util.flatten_dict(template)]
@@ -387,7 +387,7 @@ def load_weights(path: str, config: AlbertConfig | None = None, step: int | None
         return load_pretrained(path)
     if step is not None:
         raise ValueError(f"{path} is not an albertprep pretrain workdir: it has no steps to choose from")
-    from model.tfcheckpoint import TFCheckpoint
+    from albertprep.model.tfcheckpoint import TFCheckpoint
 
     checkpoint = TFCheckpoint(path)
     albert_json = os.path.join(os.path.dirname(checkpoint.prefix), "albert_config.json")

@@ -9,7 +9,7 @@ the test compares with XLA's own count.
 
 from __future__ import annotations
 
-from model.config import AlbertConfig
+from albertprep.model.config import AlbertConfig
 
 
 def forward_flops(config: AlbertConfig, seq_len: int, masked_positions: int) -> int:

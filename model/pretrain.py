@@ -21,14 +21,14 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from loaders import AlbertLoader, LoaderConfig, PreparedDataset
-from model.albert import AlbertForPreTraining
-from model.config import AlbertConfig, get_config
-from model.flops import train_step_flops
-from model.optim import OptimizerConfig, applied_schedule, make_optimizer
-from model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
-from pipelines import atomic
-from pipelines.errors import UserError
+from albertprep.core import atomic
+from albertprep.core.errors import UserError
+from albertprep.loaders import AlbertLoader, LoaderConfig, PreparedDataset
+from albertprep.model.albert import AlbertForPreTraining
+from albertprep.model.config import AlbertConfig, get_config
+from albertprep.model.flops import train_step_flops
+from albertprep.model.optim import OptimizerConfig, applied_schedule, make_optimizer
+from albertprep.model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
 
 _LOG = logging.getLogger(__name__)
 # bf16 dense peak per device, TFLOP/s, matched against jax's device_kind,
@@ -187,7 +187,7 @@ def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int
         config = dataclasses.replace(config, model=config.model or "base")
         return config, get_config(config.model, vocab_size=vocab_size, max_position_embeddings=max(
             seq_len, get_config(config.model).max_position_embeddings)), None
-    from model.convert import load_weights
+    from albertprep.model.convert import load_weights
 
     try:
         params, model_config = load_weights(config.init_from, get_config(config.model or "base"))
@@ -211,7 +211,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     """Runs to config.steps; returns the last logged train and eval metrics.
     Everything a user can get wrong is checked before the workdir is made."""
     train_data = PreparedDataset.open(config.data, split="train", verify_checksums=config.verify_checksums)
-    vocab_size = train_data.manifest["tokenizer"]["vocab_size"]
+    vocab_size = train_data.manifest.tokenizer.vocab_size
     seq_len = train_data.layout.max_seq_length
     if config.batch_size % (jax.process_count() * jax.local_device_count()):
         raise PretrainError(f"batch size {config.batch_size} does not split over {jax.device_count()} devices")

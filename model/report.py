@@ -19,10 +19,10 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from loaders import AlbertLoader, LoaderConfig, PreparedDataset  # noqa: E402
-from model.pretrain import read_metrics  # noqa: E402
-from pipelines.errors import UserError  # noqa: E402
-from pipelines.layout import MANIFEST  # noqa: E402
+from albertprep.core import manifest as manifest_module  # noqa: E402
+from albertprep.core.errors import UserError  # noqa: E402
+from albertprep.loaders import AlbertLoader, LoaderConfig, PreparedDataset  # noqa: E402
+from albertprep.model.pretrain import read_metrics  # noqa: E402
 
 
 def most_frequent_token_baseline(data: str, instances: int | None = None,
@@ -96,10 +96,10 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     directory = os.path.dirname(os.path.abspath(output))
     os.makedirs(directory, exist_ok=True)
     stem = os.path.splitext(os.path.basename(output))[0]
-    if not os.path.isfile(os.path.join(data, MANIFEST)):
-        raise UserError(f"--data {data}: not a prepared dataset (no {MANIFEST})")
-    with open(os.path.join(data, MANIFEST)) as f:
-        manifest = json.load(f)
+    try:
+        manifest = manifest_module.read(data)
+    except manifest_module.ManifestError as error:
+        raise UserError(f"--data {error}") from error
     metrics = read_metrics(workdir)
     evaluation = [m for m in metrics if m["split"] == "eval"]
     final = evaluation[-1] if evaluation else None
@@ -108,14 +108,14 @@ def write_report(data: str, workdir: str, output: str) -> dict:
         token, baseline, predictions = most_frequent_token_baseline(data, final["instances"])
     curves, data_plots = f"{stem}-training.png", f"{stem}-data.png"
     _curves(metrics, os.path.join(directory, curves), baseline)
-    train_stats = manifest["splits"]["train"]["statistics"]
+    train_stats = manifest.splits["train"].statistics
     _data_plots(train_stats, os.path.join(directory, data_plots))
     with open(os.path.join(workdir, "config.json")) as f:
         run = json.load(f)
     check = {"eval_mlm_accuracy": final["mlm_accuracy"] if final else None,
              "most_frequent_token_accuracy": baseline, "most_frequent_token_id": token,
              "eval_predictions": predictions}
-    corpus = _whole_corpus(manifest["corpus"])
+    corpus = _whole_corpus(manifest.corpus)
     learning_row = (f"| {final['mlm_accuracy']:.3f} | id {token} | {baseline:.3f} | {predictions} |" if final
                     else "| no evaluation (no eval split) | | | |")
     lines = [
@@ -143,8 +143,8 @@ def write_report(data: str, workdir: str, output: str) -> dict:
         "| split | instances | mean length | SOP label 1 | masked fraction | short targets |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for split, info in manifest["splits"].items():
-        stats = info["statistics"]
+    for split, info in manifest.splits.items():
+        stats = info.statistics
         if stats and stats["instances"]:
             lines.append(f"| {split} | {stats['instances']} | {stats['mean_length']:.1f} "
                          f"| {stats['sop']['label_1_fraction']:.3f} | {stats['masked_fraction']:.3f} "

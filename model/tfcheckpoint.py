@@ -31,9 +31,9 @@ from collections.abc import Iterable, Iterator
 import ml_dtypes
 import numpy as np
 
-from pipelines.crc32c import crc32c, masked_crc
-from pipelines.errors import UserError
-from pipelines.protowire import FIXED32, encode_varint, field, fields, read_varint
+from albertprep.core.crc32c import crc32c, masked_crc
+from albertprep.core.errors import UserError
+from albertprep.core.protowire import FIXED32, encode_varint, field, fields, read_varint
 
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER_BYTES = 48
@@ -291,7 +291,7 @@ def write_checkpoint(prefix: str, tensors: dict[str, np.ndarray]) -> None:
     name, as TensorFlow's BundleWriter lays them out; both files appear
     whole or not at all.
     """
-    from pipelines import atomic
+    from albertprep.core import atomic
 
     codes = {dtype: code for code, dtype in _DTYPES.items()}
     entries, offset = [], 0

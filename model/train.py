@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from model.albert import AlbertForPreTraining
+from albertprep.model.albert import AlbertForPreTraining
 
 Batch = dict[str, jax.Array]
 
@@ -93,7 +93,7 @@ def init_state(model: AlbertForPreTraining, optimizer: optax.GradientTransformat
     """A fresh state placed on the mesh, and its shardings: parameters from
     `key`, or the given ones (host arrays, the same on every process, shaped
     for model.config), with a fresh optimizer state either way."""
-    from model.albert import init_params
+    from albertprep.model.albert import init_params
 
     def create(params):
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))

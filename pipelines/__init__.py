@@ -1,4 +1,4 @@
-"""albertprep's Beam pipelines and the Beam-free modules they share with the loader."""
+"""The Beam jobs: the corpus stage (extract), the vocabulary and the instance stage (prepare)."""
 
 import logging
 

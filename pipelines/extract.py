@@ -28,10 +28,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import atomic, sources
-from pipelines.documents import Outcome
-from pipelines.errors import UserError
-from pipelines.layout import MANIFEST
+from albertprep.core import atomic
+from albertprep.core.documents import Outcome
+from albertprep.core.errors import UserError
+from albertprep.core.layout import MANIFEST
+from albertprep.pipelines import sources
 
 SUMMARY = "summary.json"
 SUMMARY_FORMAT = "albertprep.extract/1"

@@ -27,8 +27,8 @@ import dataclasses
 
 import numpy as np
 
-from pipelines.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
-from pipelines.tokenizer import SPECIAL_PIECES
+from albertprep.core.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
+from albertprep.core.tokenizer import SPECIAL_PIECES
 
 CLS, SEP = SPECIAL_PIECES["[CLS]"], SPECIAL_PIECES["[SEP]"]
 

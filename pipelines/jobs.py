@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import atomic, extract, layout, prepare, records, runners, sources
-from pipelines.errors import UserError
-from pipelines.tokenizer import Tokenizer
+from albertprep.core import atomic, layout, manifest, records
+from albertprep.core.errors import UserError
+from albertprep.core.manifest import Manifest, TokenizerEntry
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.pipelines import extract, prepare, runners, sources
 
 
 class JobError(UserError, ValueError):
@@ -180,7 +181,8 @@ def discard_staging() -> None:
 
 def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
                 plan_options: sources.PlanOptions, spm_model: str | None, vocab: prepare.VocabConfig,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False) -> tuple[Manifest, float]:
+    """The prepared directory's manifest and the run's wall seconds."""
     started = time.monotonic()
     check_output(output, overwrite)
     try:
@@ -189,9 +191,7 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
         raise JobError(f"--spm-model {spm_model}: {error.strerror or error}") from error
     with _committed(output) as staging:
         _prepare_into(staging, output, inputs, config, runner, plan_options, spm_model, tokenizer, vocab)
-    manifest = read_manifest(output)
-    manifest["seconds"] = time.monotonic() - started
-    return manifest
+    return read_manifest(output), time.monotonic() - started
 
 
 def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.PrepareConfig,
@@ -208,34 +208,24 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, config.split_bytes)
     train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)
-    manifest_base = {
-        "format": layout.MANIFEST_FORMAT,
-        "format_version": records.RECORD_VERSION,
-        "features": {
-            "max_seq_length": config.instances.max_seq_length,
-            "max_predictions_per_seq": config.instances.masking.max_predictions_per_seq,
-            "token_dtype": "uint32" if tokenizer.vocab_size > 1 << 16 else "uint16",
-            "record_layout": "see pipelines/records.py",
-            "fields": ["input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
-                       "masked_lm_weights", "sentence_order_label"],
-        },
-        "config": _plain(config) | {"train_shards": train_shards},
-        "tokenizer": {
-            "file": layout.SPM_MODEL,
-            "sha256": tokenizer.sha256,
-            "vocab_size": tokenizer.vocab_size,
-            "source": spm_model or "trained",
-            "vocab_config": None if spm_model else _plain(vocab),
-            "normalization": {"whitespace": "collapsed",
-                              "quotes": "kept, as ALBERT's" if config.instances.albert_compat else "`` and '' to \"",
-                              "unicode": "NFKD, combining accents stripped", "do_lower_case": tokenizer.do_lower_case},
-        },
-        "inputs": [item for s in summaries for item in s["inputs"]],
-        "documents_files": [{"path": output.rstrip("/") + p[len(staging):] if p.startswith(staging + "/") else p,
-                             "bytes": b} for p, b in files],
-        "corpus": [{k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
-                   for s in summaries],
-    }
+    quotes = "kept, as ALBERT's" if config.instances.albert_compat else "`` and '' to \""
+    manifest_base = Manifest(
+        layout=records.FeatureLayout(config.instances.max_seq_length,
+                                     config.instances.masking.max_predictions_per_seq),
+        masking=config.instances.masking,
+        albert_compat=config.instances.albert_compat,
+        tokenizer=TokenizerEntry(
+            file=layout.SPM_MODEL, sha256=tokenizer.sha256, vocab_size=tokenizer.vocab_size,
+            source=spm_model or "trained", vocab_config=None if spm_model else vocab.to_manifest(),
+            normalization={"whitespace": "collapsed", "quotes": quotes, "unicode": "NFKD, combining accents stripped",
+                           "do_lower_case": tokenizer.do_lower_case}),
+        config=config.to_manifest(train_shards),
+        inputs=tuple(item for s in summaries for item in s["inputs"]),
+        documents_files=tuple({"path": output.rstrip("/") + p[len(staging):] if p.startswith(staging + "/") else p,
+                               "bytes": b} for p, b in files),
+        corpus=tuple({k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
+                     for s in summaries),
+    )
     if config.instances.albert_compat:  # B from anywhere in the corpus: its pool first
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
         prepare.build_b_pool(pipeline, ranges, tokenizer, config, sum(s["documents"] for s in summaries), staging)
@@ -245,12 +235,9 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
     _run(pipeline)
 
 
-def read_manifest(directory: str) -> dict:
+def read_manifest(directory: str) -> Manifest:
+    """The manifest of a prepared directory on any filesystem Beam reaches."""
     with FileSystems.open(FileSystems.join(directory, layout.MANIFEST)) as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def _plain(config) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+        return manifest.decode(f.read(), directory)
 
 

@@ -26,7 +26,7 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES
+from albertprep.pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES
 
 # MediaWiki's redirect magic word and its common localisations; dumps also
 # mark redirects with a <redirect title=.../> element, which we check first.
@@ -483,7 +483,7 @@ def iter_range_pages(f: BinaryIO, start: int, end: int, compressed: bool, sitein
     """Pages of a plain dump (`.xml`, or one-stream `.xml.bz2` read by bz2
     blocks) whose `<page>` begins in bytes [start, end) (compressed bytes
     for bz2, where a block belongs to the range holding its magic)."""
-    from pipelines import bz2blocks  # only ranged bz2 reading needs it
+    from albertprep.pipelines import bz2blocks  # only ranged bz2 reading needs it
 
     problems: list[str] = []
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import pickle
@@ -34,9 +33,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from pipelines import atomic, records, runs, textformats
-from pipelines.documents import Document
-from pipelines.instances import (
+from albertprep.core import atomic, records
+from albertprep.core.documents import Document
+from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
+from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.pipelines import runs, textformats
+from albertprep.pipelines.instances import (
     BPool,
     InstanceConfig,
     InstanceStats,
@@ -44,8 +47,6 @@ from pipelines.instances import (
     TokenizedDocument,
     create_instances,
 )
-from pipelines.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
-from pipelines.tokenizer import Tokenizer
 
 ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
 _LOG = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ _RUN_BUFFER_BYTES = 8 << 20
 # them in parallel (and hosts to read distinct files), whatever the runner.
 # A fixed number, not the worker count: the files must not depend on it.
 MIN_TRAIN_SHARDS = 8
+# The version of the manifest's `config` blocks (PrepareConfig.to_manifest, VocabConfig.to_manifest).
+CONFIG_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,17 @@ class PrepareConfig:
     num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`, at least MIN_TRAIN_SHARDS
     target_shard_bytes: int = 128 << 20
     split_bytes: int = 0  # documents read by one task; 0: chosen from their total size (plan_ranges)
+
+    def to_manifest(self, train_shards: int) -> dict:
+        """The manifest's `config` block: written field by field, so renaming a
+        field here cannot change the on-disk schema without this version changing."""
+        instances, masking = self.instances, self.instances.masking
+        return {"version": CONFIG_VERSION, "max_seq_length": instances.max_seq_length,
+                "short_seq_prob": instances.short_seq_prob, "albert_compat": instances.albert_compat,
+                "max_predictions_per_seq": masking.max_predictions_per_seq, "masked_lm_prob": masking.masked_lm_prob,
+                "max_ngram": masking.max_ngram, "dupe_factor": self.dupe_factor, "seed": self.seed,
+                "eval_fraction": self.eval_fraction, "num_shards": self.num_shards, "train_shards": train_shards,
+                "target_shard_bytes": self.target_shard_bytes, "split_bytes": self.split_bytes}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +152,12 @@ class VocabConfig:
     # taken from the machine: 1 unless asked.
     threads: int = 1
 
+    def to_manifest(self) -> dict:
+        """The manifest's `tokenizer.vocab_config`, field by field (see PrepareConfig.to_manifest)."""
+        return {"version": CONFIG_VERSION, "vocab_size": self.vocab_size, "sample_sentences": self.sample_sentences,
+                "character_coverage": self.character_coverage, "do_lower_case": self.do_lower_case,
+                "seed": self.seed, "threads": self.threads}
+
 
 class SampleSentences(beam.DoFn):
     """Keeps each sentence with a probability, decided by a stable hash."""
@@ -147,7 +167,7 @@ class SampleSentences(beam.DoFn):
         self._threshold = rate * 2.0**64
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple[int, str]]]:
-        from pipelines.tokenizer import normalize
+        from albertprep.core.tokenizer import normalize
 
         for read_range in keyed[1]:
             for document in _documents(read_range):
@@ -413,7 +433,7 @@ class WriteShard(beam.DoFn):
 
 def write_shard(output_dir: str, name: str, keyed_records: Iterable[tuple[int, bytes]]) -> dict:
     """Writes the records in the order given, streaming. Appears whole or
-    not at all (pipelines/atomic.py). ArrayRecord writes local files only:
+    not at all (albertprep/core/atomic.py). ArrayRecord writes local files only:
     for a remote output (gs://...) the shard is made in a local temporary
     directory, then uploaded."""
     local = "://" not in output_dir
@@ -484,12 +504,12 @@ def describe(stats: dict) -> dict:
 class WriteManifest(beam.DoFn):
     """Fills in empty shards, writes manifest.json, then the COMPLETED marker."""
 
-    def __init__(self, output_dir: str, shard_counts: dict[str, int], manifest_base: dict):
+    def __init__(self, output_dir: str, shard_counts: dict[str, int], manifest_base: Manifest):
         self._output_dir = output_dir
         self._shard_counts = shard_counts
         self._manifest_base = manifest_base
 
-    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[dict]:
+    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[Manifest]:
         shards = {split: {} for split in SPLITS}
         stats = {split: [] for split in SPLITS}
         documents = []
@@ -508,21 +528,22 @@ class WriteManifest(beam.DoFn):
                 name = shard_name(split, shard, count)
                 files.append(shards[split].get(name) or write_shard(self._output_dir, name, []))
             merged = merge_stats(stats[split]) if stats[split] else None
-            splits[split] = {"records": sum(f["records"] for f in files), "shards": files,
-                             "statistics": describe(merged) if merged else None}
+            splits[split] = SplitEntry(tuple(ShardEntry(**f) for f in files),
+                                                       describe(merged) if merged else None)
         runs_dir = FileSystems.join(self._output_dir, RUNS)
         if FileSystems.exists(runs_dir):  # what is left of it: empty directories
             FileSystems.delete([runs_dir])
-        manifest = dict(self._manifest_base, documents=merge_stats(documents), splits=splits)
+        manifest = dataclasses.replace(self._manifest_base, documents=merge_stats(documents), splits=splits)
         with atomic.created(FileSystems.join(self._output_dir, MANIFEST)) as f:
-            f.write((json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+            f.write(manifest.encode())
         with FileSystems.create(FileSystems.join(self._output_dir, COMPLETED)) as f:
             f.write(b"")
         yield manifest
 
 
 def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: Tokenizer,
-                    config: PrepareConfig, train_shards: int, output_dir: str, manifest_base: dict) -> None:
+                    config: PrepareConfig, train_shards: int, output_dir: str,
+                    manifest_base: Manifest) -> None:
     shard_counts = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
     largest_first = sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
     made = (

@@ -24,12 +24,12 @@ from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import books, mediawiki, textformats
-from pipelines.documents import Document, Outcome, Section, Skip
-from pipelines.errors import UserError
-from pipelines.sentences import SentenceLimits, screen, split_sentences
-from pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError
-from pipelines.wikitext import render as render_wikitext
+from albertprep.core.documents import Document, Outcome, Section, Skip
+from albertprep.core.errors import UserError
+from albertprep.pipelines import books, mediawiki, textformats
+from albertprep.pipelines.sentences import SentenceLimits, screen, split_sentences
+from albertprep.pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError
+from albertprep.pipelines.wikitext import render as render_wikitext
 
 KINDS = ("wiki", "book", "sentences", "jsonl", "tfds")
 _MAX_SKIP_EXAMPLES = 20  # per task; the counts are always complete

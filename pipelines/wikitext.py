@@ -40,8 +40,8 @@ from collections.abc import Iterator
 
 from mwparserfromhell.parser import tokens as T
 
-from pipelines import templates
-from pipelines.sentences import HOLE
+from albertprep.pipelines import templates
+from albertprep.pipelines.sentences import HOLE
 
 try:  # the C tokenizer; the pure-Python one gives the same tokens, slower
     from mwparserfromhell.parser._tokenizer import CTokenizer as _Tokenizer

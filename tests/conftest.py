@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from pipelines import cli, mediawiki
-from pipelines.documents import Document, read_documents_jsonl
+from albertprep import cli
+from albertprep.core.documents import Document, read_documents_jsonl
+from albertprep.pipelines import mediawiki
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The real corpora live beside the project, in ../shared/corpora (never copied
@@ -92,7 +93,7 @@ TIMING = ("steps_per_second", "tokens_per_second", "mfu")  # metrics that vary r
 
 def pretrain_command(data, workdir, *extra: str, steps: int, eval_every: int = 1000) -> list[str]:
     """A tiny fp32 CPU pretraining run: logs every step, checkpoints every 4."""
-    return [sys.executable, "-m", "pipelines.cli", "pretrain", "--config", "tiny", "--data", str(data),
+    return [sys.executable, "-m", "albertprep.cli", "pretrain", "--config", "tiny", "--data", str(data),
             "--workdir", str(workdir), "--steps", str(steps), "--batch-size", "8", "--learning-rate", "0.01",
             "--warmup-steps", "5", "--log-every", "1", "--checkpoint-every", "4", "--eval-every", str(eval_every),
             "--dtype", "float32", "--no-progress", *extra]

@@ -12,10 +12,10 @@ import numpy as np
 
 
 def main(mode: str) -> None:
-    from model.albert import AlbertForPreTraining
-    from model.config import get_config
-    from model.optim import OptimizerConfig, albert_schedule, make_optimizer
-    from model.train import init_state, make_mesh, make_train_step
+    from albertprep.model.albert import AlbertForPreTraining
+    from albertprep.model.config import get_config
+    from albertprep.model.optim import OptimizerConfig, albert_schedule, make_optimizer
+    from albertprep.model.train import init_state, make_mesh, make_train_step
 
     config = get_config("tiny", vocab_size=500)
     model = AlbertForPreTraining(config)

@@ -20,7 +20,8 @@ import sys
 import pytest
 from conftest import ALBERT_MODEL, CORPORA
 
-from pipelines import cli, tfrecord
+from albertprep import cli
+from albertprep.tools import tfrecord
 
 REFERENCE = CORPORA.parent / "reference"
 pytestmark = pytest.mark.skipif(not (REFERENCE / "instance_stats.py").exists(), reason="no ../shared/reference")

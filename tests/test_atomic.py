@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipelines import atomic
+from albertprep.core import atomic
 
 
 class _Killed(Exception):

@@ -1,8 +1,8 @@
 import pytest
 from conftest import BOOKS
 
-from pipelines.books import decode, parse_book
-from pipelines.sentences import split_sentences
+from albertprep.pipelines.books import decode, parse_book
+from albertprep.pipelines.sentences import split_sentences
 
 
 def _book(name):

@@ -6,7 +6,7 @@ import io
 import pytest
 from conftest import WIKI
 
-from pipelines import bz2blocks
+from albertprep.pipelines import bz2blocks
 
 
 @pytest.mark.parametrize("level", [1, 9])

@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import ALBERT_MODEL, BOOKS, ROOT
 
-from pipelines import cli
+from albertprep import cli
 
 
 def _incomplete(prepared, tmp_path):
@@ -87,7 +87,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path):
     expects, and leaves no output directory of its own behind."""
     output = tmp_path / "prepared"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "prepare", str(BOOKS / "austen-emma.txt"), "--output", str(output),
+        [sys.executable, "-m", "albertprep.cli", "prepare", str(BOOKS / "austen-emma.txt"), "--output", str(output),
          "--spm-model", str(ALBERT_MODEL), "--dupe-factor", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

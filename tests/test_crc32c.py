@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipelines import crc32c
+from albertprep.core import crc32c
 
 
 def _byte_at_a_time(data: bytes) -> int:

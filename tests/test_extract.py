@@ -4,7 +4,7 @@ import re
 import pytest
 from conftest import BOOKS, WIKI, run_extract
 
-from pipelines import cli
+from albertprep import cli
 
 MARKUP = re.compile(r"\{\{|\}\}|\[\[|\]\]|<ref|\{\||'''")
 

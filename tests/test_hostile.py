@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import BOOKS, WIKI, load_documents, run_extract
 
-from pipelines import cli
+from albertprep import cli
 
 _SAMPLE = bz2.decompress((WIKI / "enwiki-sample.xml.bz2").read_bytes())
 

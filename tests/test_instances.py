@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pipelines.instances import (
+from albertprep.core.records import MaskingVocab
+from albertprep.pipelines.instances import (
     BPool,
     InstanceConfig,
     InstanceStats,
@@ -10,7 +11,6 @@ from pipelines.instances import (
     _truncate_pair,
     create_instances,
 )
-from pipelines.records import MaskingVocab
 
 VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 1000))
 

@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from loaders import FEATURE_NAMES, AlbertLoader, LoaderConfig, PreparedDataset, batch_digest
-from loaders.source import PreparedShardsSource
-from pipelines import records
+from albertprep.core import records
+from albertprep.loaders import FEATURE_NAMES, AlbertLoader, LoaderConfig, PreparedDataset, batch_digest
+from albertprep.loaders.source import PreparedShardsSource
 
 SEED = 7
 
@@ -150,7 +150,7 @@ def test_two_worker_processes_yield_each_instance_once(dataset, stored):
 
 
 def remask(raw, dataset, vocab, epoch, key, seed=SEED):
-    """What dynamic masking must yield for a record, straight from pipelines.records."""
+    """What dynamic masking must yield for a record, straight from albertprep.core.records."""
     instance = records.decode(raw[key])
     ids, positions, masked = records.mask_instance(instance.original_ids(), instance.word_starts, instance.len_a,
                                                    records.rng_for(seed, epoch, key), dataset.masking, vocab)
@@ -192,7 +192,7 @@ def test_dynamic_masks_keep_the_instance_and_albert_proportions(dataset, stored)
         maskable += length - 3
         shown = row["input_ids"][positions]
         replacements += [(shown == 4).sum(), ((shown != 4) & (shown != originals)).sum(), (shown == originals).sum()]
-    statistics = dataset.manifest["splits"]["train"]["statistics"]
+    statistics = dataset.manifest.splits["train"].statistics
     assert masked / maskable == pytest.approx(statistics["masked_fraction"], abs=0.005)
     assert replacements / replacements.sum() == pytest.approx([0.8, 0.1, 0.1], abs=0.04)
 

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from array_record.python import array_record_data_source
 
-from loaders import PreparedDataset, PreparedDatasetError
-from loaders.source import PreparedShardsSource
-from pipelines import records
+from albertprep.core import records
+from albertprep.loaders import PreparedDataset, PreparedDatasetError
+from albertprep.loaders.source import PreparedShardsSource
 
 
 @pytest.fixture
@@ -72,8 +72,14 @@ def damage_shard_bytes(directory):
     (lambda d: (d / "COMPLETED").unlink(), "incomplete: no COMPLETED marker"),
     (lambda d: (d / "manifest.json").unlink(), "incomplete: COMPLETED but no manifest.json"),
     (lambda d: (d / "manifest.json").write_text("{not json"), "corrupt manifest.json"),
-    (lambda d: edit_manifest(d, lambda m: m.update(format_version=records.RECORD_VERSION + 1)),
-     f"record format version {records.RECORD_VERSION + 1}, this loader reads version {records.RECORD_VERSION}"),
+    (lambda d: edit_manifest(d, lambda m: m.update(record_version=records.RECORD_VERSION + 1)),
+     f"record format version {records.RECORD_VERSION + 1}, this albertprep reads version {records.RECORD_VERSION}"),
+    (lambda d: edit_manifest(d, lambda m: m.update(manifest_version=3)),
+     "manifest.json version 3, this albertprep reads version 2"),
+    (lambda d: edit_manifest(d, lambda m: m.pop("manifest_version")),  # as albertprep 0.1's manifests
+     "manifest.json version 1, this albertprep reads version 2"),
+    (lambda d: edit_manifest(d, lambda m: m["features"].update(fields=["input_ids"])),
+     "bad or missing field features.fields"),
     (lambda d: edit_manifest(d, lambda m: m.update(format="albertprep.documents")),
      "not a prepared instances directory: manifest.json format is 'albertprep.documents'"),
     (lambda d: edit_manifest(d, lambda m: m.pop("features")), "bad or missing field 'features'"),
@@ -134,10 +140,11 @@ def test_opening_a_prepared_directory_does_not_import_grain():
     import subprocess
     import sys
 
-    import loaders
+    from albertprep import loaders
 
     assert sorted(loaders.__all__) == sorted(loaders._SOURCES)
     assert all(getattr(loaders, name) is not None for name in loaders.__all__)
-    probe = "import sys, loaders.dataset; from loaders import PreparedDataset; print('grain' in sys.modules)"
+    probe = ("import sys, albertprep.loaders.dataset; from albertprep.loaders import PreparedDataset; "
+             "print('grain' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from loaders import (
+from albertprep.loaders import (
     AlbertLoader,
     IncompatibleStateError,
     LoaderConfig,
@@ -67,7 +67,7 @@ def consume(data: str, config: dict, workdir: pathlib.Path, save_every: int, del
 def prepare(tmp_path_factory, name, *extra):
     from conftest import ALBERT_MODEL, BOOKS
 
-    from pipelines import cli
+    from albertprep import cli
 
     output = tmp_path_factory.mktemp(name) / "prepared"
     assert cli.main(["prepare", str(BOOKS / "blake-poems.txt"), "--output", str(output), "--spm-model",

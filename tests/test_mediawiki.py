@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from conftest import WIKI, make_multistream
 
-from pipelines import mediawiki, sources
+from albertprep.pipelines import mediawiki, sources
 
 
 def _classify(pages):

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from conftest import ALBERT_MODEL, BOOKS
 
-from model import convert
-from model.albert import AlbertForPreTraining, attend, init_params
-from model.config import get_config
-from model.flops import forward_flops
-from pipelines.books import decode, parse_book
-from pipelines.records import MaskingConfig, MaskingVocab, mask_instance
-from pipelines.sentences import split_sentences
-from pipelines.tokenizer import Tokenizer
+from albertprep.core.records import MaskingConfig, MaskingVocab, mask_instance
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.model import convert
+from albertprep.model.albert import AlbertForPreTraining, attend, init_params
+from albertprep.model.config import get_config
+from albertprep.model.flops import forward_flops
+from albertprep.pipelines.books import decode, parse_book
+from albertprep.pipelines.sentences import split_sentences
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

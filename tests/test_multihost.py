@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import TIMING, pretrain_command
 
-from model.pretrain import read_metrics
-from pipelines import cli
+from albertprep import cli
+from albertprep.model.pretrain import read_metrics
 
 STEPS = 12
 
@@ -108,7 +108,7 @@ def test_two_processes_resume_to_the_bit(pretrain_data, two_hosts, tmp_path):
 
 def test_a_two_host_checkpoint_converts_in_one_process(two_hosts, one_host, tmp_path):
     """Restored onto one device whatever mesh saved it; the weights are the one-host run's."""
-    from model import convert
+    from albertprep.model import convert
 
     for run in (two_hosts, one_host):
         assert cli.main(["convert", str(run), "--output", str(tmp_path / run.parent.name)]) == 0
@@ -129,7 +129,7 @@ def test_fsdp_over_two_processes_equals_one_process_and_converts(pretrain_data, 
     assert _metrics(two) == _metrics(one)
     for run in (two, one):
         assert cli.main(["convert", str(run), "--output", str(tmp_path / f"{run.name}-model")]) == 0
-    from model import convert
+    from albertprep.model import convert
 
     jax.tree_util.tree_map(np.testing.assert_array_equal, convert.load_pretrained(str(tmp_path / "two-model"))[0],
                            convert.load_pretrained(str(tmp_path / "one-model"))[0])

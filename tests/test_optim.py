@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from model.optim import OptimizerConfig, albert_schedule, applied_schedule, decay_mask, make_optimizer
+from albertprep.model.optim import OptimizerConfig, albert_schedule, applied_schedule, decay_mask, make_optimizer
 
 PARAMS = {
     "dense": {"kernel": np.array([[0.5, -1.0], [2.0, 0.25]], np.float32), "bias": np.array([0.1, -0.2], np.float32)},

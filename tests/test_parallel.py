@@ -40,7 +40,7 @@ def test_the_mesh_keeps_each_process_devices_together_in_process_order():
     regrouped, each process's own order kept."""
     from collections import namedtuple
 
-    from model.train import in_process_order
+    from albertprep.model.train import in_process_order
 
     Device = namedtuple("Device", "id process_index")
     interleaved = [Device(0, 0), Device(1, 1), Device(2, 0), Device(3, 1), Device(4, 2)]

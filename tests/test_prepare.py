@@ -8,8 +8,10 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from conftest import ALBERT_MODEL, BOOKS, CORPORA
 
-from pipelines import atomic, cli, layout, prepare, records, runs
-from pipelines.tokenizer import Tokenizer
+from albertprep import cli
+from albertprep.core import atomic, layout, records
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.pipelines import prepare, runs
 
 ALBERT_SHA256 = "fefb02b667a6c5c2fe27602d28e5fb3428f66ab89c7d6f388e7c8d44a02d0336"
 
@@ -38,7 +40,8 @@ def books_prepared(tmp_path_factory):
 
 def test_manifest_describes_the_shards(books_prepared):
     output, manifest, _ = books_prepared
-    assert manifest["format"] == "albertprep.instances" and manifest["format_version"] == records.RECORD_VERSION
+    assert manifest["format"] == "albertprep.instances" and manifest["manifest_version"] == 2
+    assert manifest["record_version"] == records.RECORD_VERSION
     assert manifest["features"]["max_seq_length"] == 512 and manifest["features"]["token_dtype"] == "uint16"
     assert manifest["tokenizer"]["sha256"] == ALBERT_SHA256
     assert manifest["tokenizer"]["normalization"]["do_lower_case"] is True
@@ -156,7 +159,7 @@ def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):
 def assert_exact_budget(split_records, manifest):
     """ALBERT's budget, min(max_predictions, max(1, round(0.15 × length))),
     met in every instance: none gets fewer masks, none gets none."""
-    config = manifest["config"]["instances"]["masking"]
+    config = manifest["masking"]
     short = []
     for _, record in split_records:
         instance = records.decode(record)
@@ -178,7 +181,7 @@ def test_every_instance_gets_its_whole_mask_budget(books_prepared, tmp_path):
 
 
 def test_inspect_shows_instances_and_statistics(books_prepared):
-    from pipelines import inspect
+    from albertprep.tools import inspect
 
     output, manifest, _ = books_prepared
     text = inspect.render(str(output), "train", 2)
@@ -225,7 +228,7 @@ def test_a_failed_overwrite_leaves_the_finished_dataset_intact(tmp_path, capsys)
 
 
 def test_compat_encodes_quotes_as_albert_and_the_default_unifies_them(tmp_path):
-    from pipelines.tokenizer import Tokenizer
+    from albertprep.core.tokenizer import Tokenizer
 
     model = ALBERT_MODEL.read_bytes()
     text = ["He said ``hello'' to her."]

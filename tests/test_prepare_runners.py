@@ -5,8 +5,9 @@ import json
 import pytest
 from conftest import ALBERT_MODEL, BOOKS, WIKI, run_extract
 
-from pipelines import cli, runners
-from pipelines.tokenizer import Tokenizer
+from albertprep import cli
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.pipelines import runners
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import time
 import pytest
 from conftest import ROOT, TIMING, pretrain_command
 
-from model.config import get_config
-from model.pretrain import read_metrics
-from pipelines import cli
+from albertprep import cli
+from albertprep.model.config import get_config
+from albertprep.model.pretrain import read_metrics
 
 STEPS = 30
 
@@ -77,7 +77,7 @@ def test_loss_falls_and_checkpoints_are_kept(straight):
 def test_a_tf_export_of_a_run_keeps_its_step(straight, tmp_path):
     """google-research/albert's scripts read global_step: a run at step 30
     exports model.ckpt-30, or the step asked for."""
-    from model.tfcheckpoint import TFCheckpoint
+    from albertprep.model.tfcheckpoint import TFCheckpoint
 
     for step, flags in ((30, []), (28, ["--step", "28"])):
         output = tmp_path / f"tf-{step}"
@@ -151,7 +151,7 @@ def test_a_used_workdir_needs_resume(pretrain_data, straight):
 
 
 def test_report_has_plots_and_the_learning_check(pretrain_data, straight, tmp_path):
-    from model.report import most_frequent_token_baseline, write_report
+    from albertprep.model.report import most_frequent_token_baseline, write_report
 
     check = write_report(str(pretrain_data), str(straight), str(tmp_path / "report.md"))
     final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
@@ -166,7 +166,7 @@ def test_report_has_plots_and_the_learning_check(pretrain_data, straight, tmp_pa
 
 
 def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
-    from model.report import write_report
+    from albertprep.model.report import write_report
 
     workdir = tmp_path / "run"
     workdir.mkdir()
@@ -181,7 +181,7 @@ def test_report_without_an_eval_split(straight, small_prepared, tmp_path):
 def test_report_counts_every_corpus_of_the_dataset(straight, small_prepared, tmp_path):
     """A dataset made from two extract outputs (books and articles, say)
     reports the documents of both, not of the first."""
-    from model.report import write_report
+    from albertprep.model.report import write_report
 
     data = tmp_path / "data"
     shutil.copytree(small_prepared, data)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipelines import records
-from pipelines.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
+from albertprep.core import records
+from albertprep.core.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
 
 VOCAB = MaskingVocab(mask_id=4, random_ids=np.arange(5, 100))
 

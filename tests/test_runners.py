@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import BOOKS, WIKI, make_multistream, output_files, run_extract
 
-from pipelines import runners
+from albertprep.pipelines import runners
 
 
 @pytest.fixture(scope="module")

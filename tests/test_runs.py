@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from pipelines import runs
+from albertprep.pipelines import runs
 
 
 def _items(keys):

@@ -2,8 +2,8 @@ import bz2
 
 import pytest
 
-from pipelines.sentences import split_sentences
-from pipelines.wikitext import render
+from albertprep.pipelines.sentences import split_sentences
+from albertprep.pipelines.wikitext import render
 
 
 @pytest.mark.parametrize(
@@ -64,8 +64,8 @@ def test_the_fast_path_agrees_with_syntok_on_real_paragraphs():
     syntok ends a sentence before "(" or "'tis" and we do not."""
     from conftest import BOOKS, WIKI
 
-    from pipelines import books, mediawiki
-    from pipelines.sentences import split_sentences_syntok
+    from albertprep.pipelines import books, mediawiki
+    from albertprep.pipelines.sentences import split_sentences_syntok
 
     book_paragraphs = []
     for path in sorted(BOOKS.glob("*.txt")):

@@ -7,7 +7,7 @@ import bz2
 import pytest
 from conftest import WIKI, run_extract
 
-from pipelines import sources, textformats
+from albertprep.pipelines import sources, textformats
 
 
 def _documents(output, summary) -> bytes:

@@ -2,9 +2,9 @@
 
 from collections import Counter
 
-from pipelines import templates
-from pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
-from pipelines.wikitext import wikitext_to_blocks
+from albertprep.pipelines import templates
+from albertprep.pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
+from albertprep.pipelines.wikitext import wikitext_to_blocks
 
 
 def _sentences(wikitext: str) -> tuple[list[str], Counter]:

@@ -1,7 +1,12 @@
 import io
 import json
 
-from pipelines.textformats import plan_byte_ranges, plan_line_ranges, read_jsonl_records, read_sentence_documents
+from albertprep.pipelines.textformats import (
+    plan_byte_ranges,
+    plan_line_ranges,
+    read_jsonl_records,
+    read_sentence_documents,
+)
 
 SENTENCE_FILE = (
     "\ufeffFirst doc, first sentence.\nFirst doc, second.\n\n"

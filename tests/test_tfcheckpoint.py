@@ -24,10 +24,10 @@ from fixtures.make_tf_checkpoint import (
     small_tensors,
 )
 
-from model import convert
-from model.albert import AlbertForPreTraining
-from model.tfcheckpoint import CheckpointError, TFCheckpoint, checkpoint_prefix, write_checkpoint
-from pipelines import cli
+from albertprep import cli
+from albertprep.model import convert
+from albertprep.model.albert import AlbertForPreTraining
+from albertprep.model.tfcheckpoint import CheckpointError, TFCheckpoint, checkpoint_prefix, write_checkpoint
 
 
 @pytest.fixture(scope="module")

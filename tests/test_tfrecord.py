@@ -13,8 +13,10 @@ from array_record.python.array_record_module import ArrayRecordReader
 from conftest import ALBERT_MODEL, BOOKS, CORPORA
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from pipelines import cli, crc32c, records, tfrecord
-from pipelines.tokenizer import Tokenizer
+from albertprep import cli
+from albertprep.core import crc32c, records
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.tools import tfrecord
 
 ALBERT_NAMES = {"input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
                 "masked_lm_weights", "next_sentence_labels"}

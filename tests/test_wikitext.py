@@ -1,8 +1,8 @@
 import re
 from collections import Counter
 
-from pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
-from pipelines.wikitext import Block, render, wikitext_to_blocks
+from albertprep.pipelines.sentences import HOLE, SentenceLimits, screen, split_sentences
+from albertprep.pipelines.wikitext import Block, render, wikitext_to_blocks
 
 PAGE = """{{Infobox person|name=Ada|birth_date={{birth date|1815|12|10}}}}
 '''Ada Lovelace''' (born '''Augusta Ada Byron'''; {{IPAc-en|ˈ|æ|d|ə}}) was an [[England|English]] \

@@ -32,11 +32,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader
 
-from pipelines import atomic, records
-from pipelines.crc32c import crc32c, crc32c_many, masked_crc, masked_crcs
-from pipelines.layout import SPM_MODEL
-from pipelines.protowire import LENGTH_DELIMITED, encode_varint, field
-from pipelines.tokenizer import Tokenizer
+from albertprep.core import atomic, records
+from albertprep.core.crc32c import crc32c, crc32c_many, masked_crc, masked_crcs
+from albertprep.core.layout import SPM_MODEL
+from albertprep.core.protowire import LENGTH_DELIMITED, encode_varint, field
+from albertprep.core.tokenizer import Tokenizer
 
 SUFFIX = ".tfrecord"
 
@@ -211,7 +211,7 @@ def _batches(payloads: Iterable[bytes]) -> Iterator[list[bytes]]:
 def write_tfrecord(path: str, payloads: Iterable[bytes]) -> int:
     """Writes `payloads` as one TFRecord file and returns how many.
 
-    Appears whole or not at all (pipelines/atomic.py).
+    Appears whole or not at all (albertprep/core/atomic.py).
     """
     count = 0
     with atomic.local_path(path) as temporary:
@@ -293,7 +293,7 @@ def export(directory: str, output_dir: str, split: str = "train") -> list[str]:
     (COMPLETED marker, format versions, every shard's sha256) before anything
     is written. Returns the paths, in shard order.
     """
-    from loaders.dataset import PreparedDataset
+    from albertprep.loaders.dataset import PreparedDataset
 
     dataset = PreparedDataset.open(directory, split=split)
     word_start = Tokenizer.from_file(os.path.join(directory, SPM_MODEL)).albert_word_start

@@ -4,7 +4,7 @@ gensim ships a real 2016 English Wikipedia dump sample (206 pages) as test
 data. We take that one file out of the downloaded wheel (gensim itself is
 not installed) and recompress it as a multistream dump with its index, as
 Wikimedia publishes English Wikipedia, so the demo's workers split it.
-Usage: python -m pipelines.demo_data WHEEL_DIR DATA_DIR
+Usage: python -m albertprep.tools.demo_data WHEEL_DIR DATA_DIR
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sys
 import zipfile
 
-from pipelines import mediawiki
+from albertprep.pipelines import mediawiki
 
 MEMBER = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 TARGET = "enwiki-20160101-pages-articles-multistream.xml.bz2"

@@ -11,9 +11,9 @@ import json
 
 from array_record.python.array_record_module import ArrayRecordReader
 
-from loaders.dataset import PreparedDataset
-from pipelines import records
-from pipelines.tokenizer import Tokenizer
+from albertprep.core import records
+from albertprep.core.tokenizer import Tokenizer
+from albertprep.loaders.dataset import PreparedDataset
 
 
 def render_instance(instance: records.Instance, pieces: list[str], albert_compat: bool = False) -> str:
@@ -40,7 +40,7 @@ def render(directory: str, split: str = "train", count: int = 3) -> str:
     hashing the shards: inspecting is reading a few records."""
     dataset = PreparedDataset.open(directory, split=split, verify_checksums=False)
     pieces = Tokenizer.from_file(dataset.tokenizer_path, dataset.do_lower_case).pieces
-    albert_compat = dataset.manifest["config"]["instances"]["albert_compat"]
+    albert_compat = dataset.manifest.albert_compat
     lines = []
     for shard in dataset.shards:
         if len(lines) >= count:
@@ -51,6 +51,6 @@ def render(directory: str, split: str = "train", count: int = 3) -> str:
         for record in reader.read(list(range(min(count - len(lines), shard.records)))):
             lines.append(f"[{shard.file}] " + render_instance(records.decode(record), pieces, albert_compat))
         reader.close()
-    statistics = dataset.manifest["splits"][split]["statistics"] or {}
+    statistics = dataset.manifest.splits[split].statistics or {}
     shown = {k: v for k, v in statistics.items() if k != "length_histogram"}
     return "\n\n".join(lines) + f"\n\n{split} statistics:\n" + json.dumps(shown, indent=2)

@@ -21,8 +21,8 @@ import unicodedata
 import numpy as np
 import sentencepiece as spm
 
-from pipelines.errors import UserError
-from pipelines.records import MaskingVocab
+from albertprep.core.errors import UserError
+from albertprep.core.records import MaskingVocab
 
 SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 WORD_START = "\u2581"  # SentencePiece's "▁"

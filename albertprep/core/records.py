@@ -33,6 +33,10 @@ import struct
 import numpy as np
 
 RECORD_VERSION = 1
+# The seven features of an instance, in google-research/albert's order (its
+# `next_sentence_labels` is our `sentence_order_label`): named once, here.
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+                 "masked_lm_weights", "sentence_order_label")
 _HEADER = struct.Struct("<BBHHBB")
 _FLAG_UINT32 = 1
 

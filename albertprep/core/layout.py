@@ -11,7 +11,6 @@ SPM_MODEL = "spm.model"
 DOCUMENTS = "documents"  # the corpus stage's output, when prepare is given raw inputs
 RUNS = "runs.tmp"  # sorted runs of records while prepare runs (pipelines/runs.py); gone when it ends
 PREPARED_FILES = (MANIFEST, COMPLETED, SPM_MODEL)  # with the *.array_record shards and DOCUMENTS/
-MANIFEST_FORMAT = "albertprep.instances"
 SPLITS = ("train", "eval")
 
 

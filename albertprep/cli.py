@@ -19,12 +19,13 @@ import threading
 
 from google.protobuf import text_encoding
 
-from pipelines import jobs, layout, prepare, runners, sources
-from pipelines.documents import read_documents_jsonl
-from pipelines.errors import UserError
-from pipelines.instances import InstanceConfig
-from pipelines.records import MaskingConfig
-from pipelines.sentences import SentenceLimits
+from albertprep.core import layout
+from albertprep.core.documents import read_documents_jsonl
+from albertprep.core.errors import UserError
+from albertprep.core.records import MaskingConfig
+from albertprep.pipelines import jobs, prepare, runners, sources
+from albertprep.pipelines.instances import InstanceConfig
+from albertprep.pipelines.sentences import SentenceLimits
 
 
 class _WorkerRelay(logging.Filter):
@@ -124,22 +125,22 @@ def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
             masking=MaskingConfig(args.max_predictions_per_seq, args.masked_lm_prob, args.max_ngram)),
         dupe_factor=args.dupe_factor, seed=args.seed, eval_fraction=args.eval_fraction,
         num_shards=args.num_shards, split_bytes=_prepare_split_bytes(args))
-    manifest = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args), _plan_options(args),
-                                args.spm_model, _vocab_config(args), args.overwrite)
-    for split, info in manifest["splits"].items():
-        stats = info["statistics"]
-        line = f"{split}: {info['records']} instances in {len(info['shards'])} shards"
+    manifest, seconds = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args),
+                                         _plan_options(args), args.spm_model, _vocab_config(args), args.overwrite)
+    for split, info in manifest.splits.items():
+        stats = info.statistics
+        line = f"{split}: {info.records} instances in {len(info.shards)} shards"
         if stats:
             line += (f"; mean length {stats['mean_length']:.1f}, SOP label 1 {stats['sop']['label_1_fraction']:.3f}, "
                      f"masked {stats['masked_fraction']:.3f} of tokens")
         print(line)
     print(f"written to {args.output} (manifest.json, *.array_record, {layout.COMPLETED}) "
-          f"in {manifest['seconds']:.1f}s")
+          f"in {seconds:.1f}s")
     return 0
 
 
 def _show(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines import extract
+    from albertprep.pipelines import extract
 
     summary = extract.read_summary(args.directory)
     print(f"{args.directory}: {summary['documents']} documents, {summary['sentences']} sentences "
@@ -161,14 +162,14 @@ def _show(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _inspect(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines import inspect
+    from albertprep.tools import inspect
 
     print(inspect.render(args.directory, args.split, args.instances))
     return 0
 
 
 def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines import tfrecord
+    from albertprep.tools import tfrecord
 
     paths = tfrecord.export(args.directory, args.output, args.split)
     print(f"{len(paths)} TFRecord files of ALBERT tf.train.Example in {args.output}")
@@ -184,8 +185,8 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    from model.optim import OptimizerConfig
-    from model.pretrain import PretrainConfig, PretrainError, pretrain
+    from albertprep.model.optim import OptimizerConfig
+    from albertprep.model.pretrain import PretrainConfig, PretrainError, pretrain
 
     optimizer = OptimizerConfig(name=args.optimizer, learning_rate=args.learning_rate,
                                 warmup_steps=args.warmup_steps, total_steps=args.steps,
@@ -208,9 +209,9 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
     import jax
 
-    from model import convert
-    from model.config import get_config
-    from model.tfcheckpoint import CheckpointError
+    from albertprep.model import convert
+    from albertprep.model.config import get_config
+    from albertprep.model.tfcheckpoint import CheckpointError
 
     try:
         params, config = convert.load_weights(args.source, get_config(args.config) if args.config else None,
@@ -234,7 +235,7 @@ def _convert(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from model.report import write_report
+    from albertprep.model.report import write_report
 
     check = write_report(args.data, args.workdir, args.output)
     print(f"report: {args.output}")
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"albertprep {args.command}: {error}", file=sys.stderr)
         return EXIT_NOT_STARTED
     except KeyboardInterrupt:
-        # Every output appears whole or not at all (pipelines/atomic.py), and
+        # Every output appears whole or not at all (albertprep/core/atomic.py), and
         # prepare builds beside its output: an interrupted run leaves what was there.
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,0 +1,1 @@
+"""Tools on top of the stages: `inspect`, the TFRecord export and the demo corpus."""
