@@ -22,7 +22,9 @@ from google.protobuf import text_encoding
 from albertprep.core import layout
 from albertprep.core.documents import read_documents_jsonl
 from albertprep.core.errors import UserError
+from albertprep.core.options import add_options, from_args
 from albertprep.core.records import MaskingConfig
+from albertprep.model.config import OptimizerConfig, PretrainConfig
 from albertprep.pipelines import jobs, prepare, runners, sources
 from albertprep.pipelines.instances import InstanceConfig
 from albertprep.pipelines.sentences import SentenceLimits
@@ -49,19 +51,16 @@ _RELAYED_TEXT = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 
 
 def _runner(args: argparse.Namespace, beam_args: list[str]) -> jobs.RunnerConfig:
-    return jobs.RunnerConfig(tuple(beam_args), args.workers)
+    return jobs.RunnerConfig(tuple(beam_args), **from_args(jobs.RunnerConfig, args))
 
 
 def _plan_options(args: argparse.Namespace) -> sources.PlanOptions:
     try:
-        limits = SentenceLimits(max_chars=args.max_sentence_chars, max_words=args.max_sentence_words,
-                                max_word_chars=args.max_word_chars)
+        limits = SentenceLimits(**from_args(SentenceLimits, args))
     except ValueError as error:
         raise jobs.JobError(str(error)) from error
-    return sources.PlanOptions(split_bytes=int(args.split_mb * (1 << 20)), text_field=args.text_field,
-                               title_field=args.title_field, tfds_data_dir=args.tfds_data_dir,
-                               keep_lists=args.keep_lists, sentence_limits=limits,
-                               max_page_chars=args.max_page_chars, parse_seconds=args.parse_seconds)
+    return sources.PlanOptions(split_bytes=int(args.split_mb * (1 << 20)), sentence_limits=limits,
+                               **from_args(sources.PlanOptions, args))
 
 
 def _prepare_split_bytes(args: argparse.Namespace) -> int:
@@ -70,8 +69,8 @@ def _prepare_split_bytes(args: argparse.Namespace) -> int:
 
 
 def _vocab_config(args: argparse.Namespace) -> prepare.VocabConfig:
-    return prepare.VocabConfig(vocab_size=args.vocab_size, sample_sentences=args.sample_sentences,
-                               do_lower_case=not args.no_lower_case, seed=args.seed, threads=args.spm_threads)
+    # prepare's --seed is the data's one seed, the vocabulary sample's too
+    return prepare.VocabConfig(seed=args.seed, **from_args(prepare.VocabConfig, args, skip=("seed",)))
 
 
 # Exit codes (README, "Exit codes"): 0 every input read; 2 the job did not
@@ -118,13 +117,15 @@ def _vocab(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _prepare_config(args: argparse.Namespace) -> prepare.PrepareConfig:
+    return prepare.PrepareConfig(
+        instances=InstanceConfig(masking=MaskingConfig(**from_args(MaskingConfig, args)),
+                                 **from_args(InstanceConfig, args)),
+        split_bytes=_prepare_split_bytes(args), **from_args(prepare.PrepareConfig, args))
+
+
 def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
-    config = prepare.PrepareConfig(
-        instances=InstanceConfig(
-            max_seq_length=args.max_seq_length, short_seq_prob=args.short_seq_prob, albert_compat=args.albert_compat,
-            masking=MaskingConfig(args.max_predictions_per_seq, args.masked_lm_prob, args.max_ngram)),
-        dupe_factor=args.dupe_factor, seed=args.seed, eval_fraction=args.eval_fraction,
-        num_shards=args.num_shards, split_bytes=_prepare_split_bytes(args))
+    config = _prepare_config(args)
     manifest, seconds = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args),
                                          _plan_options(args), args.spm_model, _vocab_config(args), args.overwrite)
     for split, info in manifest.splits.items():
@@ -176,6 +177,11 @@ def _export_tfrecord(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+def _pretrain_config(args: argparse.Namespace) -> PretrainConfig:
+    optimizer = OptimizerConfig(total_steps=args.steps, **from_args(OptimizerConfig, args))
+    return PretrainConfig(data=args.data, workdir=args.workdir, optimizer=optimizer, **from_args(PretrainConfig, args))
+
+
 def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if any(value is not None for value in explicit) and not args.distributed:
@@ -185,19 +191,9 @@ def _pretrain(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                    process_id=args.process_id)
-    from albertprep.model.optim import OptimizerConfig
-    from albertprep.model.pretrain import PretrainConfig, PretrainError, pretrain
+    from albertprep.model.pretrain import PretrainError, pretrain
 
-    optimizer = OptimizerConfig(name=args.optimizer, learning_rate=args.learning_rate,
-                                warmup_steps=args.warmup_steps, total_steps=args.steps,
-                                weight_decay=args.weight_decay, accumulation_steps=args.accumulation_steps)
-    config = PretrainConfig(
-        data=args.data, workdir=args.workdir, model=args.config, batch_size=args.batch_size, steps=args.steps,
-        optimizer=optimizer, dtype=args.dtype, seed=args.seed, dynamic_masking=args.dynamic_masking,
-        worker_count=args.worker_count, eval_every=args.eval_every, eval_batches=args.eval_batches,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, log_every=args.log_every,
-        fsdp=args.fsdp, remat=args.remat, verify_checksums=not args.no_verify, progress=not args.no_progress,
-        peak_tflops=args.peak_tflops, init_from=args.init_from)
+    config = _pretrain_config(args)
     try:
         result = pretrain(config, resume=args.resume)
     except (FileExistsError, PretrainError) as error:
@@ -245,35 +241,21 @@ def _report(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
+# Every option below that sets a config field is made from the field itself
+# (albertprep.core.options): its default and help are written once, there.
+
+
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=1, help="worker processes of the local runner")
+    add_options(p, jobs.RunnerConfig)
     p.add_argument("--split-mb", type=float, default=0,
                    help="input MB read by one task (dumps, text files, documents); 0: from the inputs' size, "
                         "0.25-64 MB, at most 64 tasks; the output is the same whatever the split")
-    p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
-    p.add_argument("--title-field", default="title", help="JSONL/TFDS field holding the title")
-    p.add_argument("--tfds-data-dir", default=None, help="TFDS data_dir for tfds:NAME inputs")
-    p.add_argument("--keep-lists", action="store_true",
-                   help="wiki list items become sentences (default: lists are not prose: dropped, counted)")
-    p.add_argument("--max-sentence-chars", type=int, default=SentenceLimits.max_chars,
-                   help="a longer sentence is cut at word boundaries into pieces this long (counted)")
-    p.add_argument("--max-sentence-words", type=int, default=SentenceLimits.max_words,
-                   help="likewise, in words")
-    p.add_argument("--max-word-chars", type=int, default=SentenceLimits.max_word_chars,
-                   help="a sentence with a longer 'word' (base64, glued URLs) is dropped (counted)")
-    p.add_argument("--max-page-chars", type=int, default=sources.PlanOptions.max_page_chars,
-                   help="a wiki page with more wikitext is skipped (too_large)")
-    p.add_argument("--parse-seconds", type=float, default=sources.PlanOptions.parse_seconds,
-                   help="a wiki page whose markup takes longer to parse is skipped (too_complex)")
+    add_options(p, sources.PlanOptions)
+    add_options(p, SentenceLimits)
 
 
 def _add_vocab_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--vocab-size", type=int, default=30000)
-    p.add_argument("--sample-sentences", type=int, default=10_000_000, help="sentences to train on (ALBERT: 10M)")
-    p.add_argument("--spm-threads", type=int, default=1,
-                   help="training threads: faster; the model is reproducible for a given count")
-    p.add_argument("--no-lower-case", action="store_true", help="keep case (ALBERT's English model is lower case)")
-    p.add_argument("--seed", type=int, default=12345)
+    add_options(p, prepare.VocabConfig)
 
 
 def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser) -> str:
@@ -288,7 +270,8 @@ def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser
             "nor a Beam pipeline option")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and each command's own: every option; each command's function is its `run` default."""
     parser = argparse.ArgumentParser(prog="albertprep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -319,18 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--overwrite", action="store_true", help="replace finished shards")
     p.add_argument("--spm-model", help="an existing SentencePiece model, e.g. ALBERT's 30k-clean.model")
-    p.add_argument("--max-seq-length", type=int, default=512)
-    p.add_argument("--max-predictions-per-seq", type=int, default=20)
-    p.add_argument("--masked-lm-prob", type=float, default=0.15)
-    p.add_argument("--max-ngram", type=int, default=3)
-    p.add_argument("--short-seq-prob", type=float, default=0.1)
-    p.add_argument("--dupe-factor", type=int, default=10)
-    p.add_argument("--eval-fraction", type=float, default=0.01, help="documents held out for evaluation")
-    p.add_argument("--num-shards", type=int, default=0, help="train shards; default about 128 MB each")
-    p.add_argument("--albert-compat", action="store_true",
-                   help="a one-sentence chunk takes B from another document, labelled 1, as ALBERT's script")
+    add_options(p, InstanceConfig)
+    add_options(p, MaskingConfig)
+    add_options(p, prepare.PrepareConfig)
     _add_plan_options(p)
-    _add_vocab_options(p)
+    add_options(p, prepare.VocabConfig, skip=("seed",))  # prepare's --seed seeds the vocabulary sample too
     p.set_defaults(run=_prepare)
 
     p = commands.add_parser("show", help="print an extract's summary and its first documents")
@@ -355,35 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_export_tfrecord)
 
     p = commands.add_parser("pretrain", help="pretrain ALBERT on prepared shards (resumable to the bit)")
-    p.add_argument("--config", default=None,
-                   help="tiny, mini, base, large, xlarge or xxlarge (default: base; a resumed run keeps its own)")
     p.add_argument("--data", required=True, help="a directory written by albertprep prepare")
     p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, tensorboard/")
     p.add_argument("--resume", action="store_true", help="continue from the workdir's last checkpoint")
-    p.add_argument("--steps", type=int, default=125_000)
-    p.add_argument("--batch-size", type=int, default=4096, help="global, over all processes")
-    p.add_argument("--optimizer", default="lamb", choices=("lamb", "adamw"))
-    p.add_argument("--learning-rate", type=float, default=0.00176)
-    p.add_argument("--warmup-steps", type=int, default=3125)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"), help="compute dtype")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dynamic-masking", action="store_true", help="mask anew each epoch instead of the stored masks")
-    p.add_argument("--worker-count", type=int, default=0, help="Grain worker processes")
-    p.add_argument("--eval-every", type=int, default=1000)
-    p.add_argument("--eval-batches", type=int, default=20)
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--keep-checkpoints", type=int, default=3)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--init-from", default=None,
-                   help="start from these weights (an albertprep convert source: a workdir, a TF checkpoint or a "
-                        "transformers directory) with a fresh optimizer; the model config is theirs")
-    p.add_argument("--fsdp", action="store_true", help="shard parameters and optimizer state over the devices")
-    p.add_argument("--remat", action="store_true", help="recompute activations in the backward pass")
-    p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak of one device, for MFU")
+    add_options(p, PretrainConfig)
+    add_options(p, OptimizerConfig)
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: jax.distributed.initialize(), which finds what the three options below "
                         "leave out on SLURM, Open MPI, Kubernetes and Cloud TPU")
@@ -413,13 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", required=True)
     p.add_argument("--output", required=True, help="report .md; its PNGs go beside it")
     p.set_defaults(run=_report)
+    return parser, commands.choices
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser, commands = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
         parser.error(f"unknown options {beam_args}")
     unknown = runners.unknown_options(beam_args) if beam_args else []
     if unknown:
-        print(f"albertprep {args.command}: {_unknown_option_message(unknown, commands.choices[args.command])}",
+        print(f"albertprep {args.command}: {_unknown_option_message(unknown, commands[args.command])}",
               file=sys.stderr)
         return EXIT_NOT_STARTED
     root = logging.getLogger()

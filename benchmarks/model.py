@@ -70,7 +70,8 @@ def flax_step_seconds(config, batch: dict, steps: int, remat: bool = False) -> t
     optimizer = make_optimizer(optimizer_config)
     mesh = make_mesh()
     state, shardings = init_state(model, optimizer, jax.random.key(0), mesh)
-    train_step = make_train_step(model, optimizer, applied_schedule(optimizer_config), shardings, mesh, seed=0)
+    train_step = make_train_step(model, optimizer, applied_schedule(optimizer_config), shardings, mesh,
+                                 jax.random.key(1))
     device_batch = jax.device_put(batch, batch_sharding(mesh))
     holder = [state]
 

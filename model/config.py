@@ -1,10 +1,16 @@
-"""ALBERT configurations: the released v2 hyperparameters and a tiny one for tests."""
+"""ALBERT configurations (the released v2 hyperparameters and small ones), and the
+settings of a pretraining run and its optimizer.
+
+JAX-free, so the command line builds its options from these fields
+(albertprep.core.options) without importing the model.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 from albertprep.core.errors import UserError
+from albertprep.core.options import setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,3 +64,49 @@ def get_config(name: str, **overrides) -> AlbertConfig:
     if name not in CONFIGS:
         raise ConfigError(f"unknown ALBERT config {name!r}; known: {', '.join(CONFIGS)}")
     return dataclasses.replace(CONFIGS[name], **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = setting("lamb", "LAMB (ALBERT's) or AdamW", flag="--optimizer", choices=("lamb", "adamw"))
+    learning_rate: float = setting(0.00176, "peak learning rate (ALBERT's for batch 4096 with LAMB)")
+    warmup_steps: int = setting(3125, "linear warm-up steps, then linear decay to 0")
+    total_steps: int = 125000  # the run's --steps
+    weight_decay: float = setting(0.01, "decoupled weight decay (not on LayerNorm and biases)")
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-6
+    clip_norm: float = 1.0
+    accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    data: str
+    workdir: str
+    model: str | None = setting(None, "tiny, mini, base, large, xlarge or xxlarge (default: base; a resumed run "
+                                "keeps its own)", flag="--config")
+    batch_size: int = setting(4096, "global batch, over all processes (ALBERT's)")
+    steps: int = setting(125_000, "optimizer steps")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    dtype: str = setting("bfloat16", "compute dtype; parameters stay fp32", choices=("bfloat16", "float32"))
+    # Separate seeds (as MaxText's): another data order never changes the
+    # initial weights, another init never changes the batches.
+    init_seed: int = setting(0, "the model's seed: initial weights and dropout")
+    data_seed: int = setting(0, "the data's seed: shuffle order and dynamic masks")
+    dynamic_masking: bool = setting(False, "mask anew each epoch instead of the stored masks")
+    worker_count: int = setting(0, "Grain worker processes")
+    eval_every: int = setting(1000, "steps between evaluations")
+    eval_batches: int = setting(20, "batches an evaluation reads")
+    checkpoint_every: int = setting(1000, "steps between checkpoints")
+    keep_checkpoints: int = setting(3, "checkpoints kept")
+    log_every: int = setting(10, "steps between metric lines")
+    fsdp: bool = setting(False, "shard parameters and optimizer state over the devices")
+    remat: bool = setting(False, "recompute activations in the backward pass")
+    verify_checksums: bool = setting(True, "skip the shards' sha256 check", negated="--no-verify")
+    progress: bool = setting(True, "no progress bar", negated="--no-progress")
+    peak_tflops: float | None = setting(None, "bf16 peak of one device, for MFU")
+    # weights to start from (model.convert.load_weights); their config wins
+    init_from: str | None = setting(None, "start from these weights (an albertprep convert source: a workdir, a TF "
+                                    "checkpoint or a transformers directory) with a fresh optimizer; the model "
+                                    "config is theirs")

@@ -11,7 +11,6 @@ warmup_steps (ALBERT's arithmetic, not warmup-then-decay-from-peak).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -19,21 +18,9 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
+from albertprep.model.config import OptimizerConfig  # noqa: F401  (re-exported: the optimizer's settings)
+
 _NO_DECAY = ("LayerNorm", "layer_norm", "bias")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-    name: str = "lamb"  # or "adamw"
-    learning_rate: float = 0.00176  # ALBERT's for batch 4096 with LAMB
-    warmup_steps: int = 3125
-    total_steps: int = 125000
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-6
-    clip_norm: float = 1.0
-    accumulation_steps: int = 1  # micro-batches a step
 
 
 def albert_schedule(config: OptimizerConfig) -> optax.Schedule:

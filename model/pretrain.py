@@ -25,9 +25,9 @@ from albertprep.core import atomic
 from albertprep.core.errors import UserError
 from albertprep.loaders import AlbertLoader, LoaderConfig, PreparedDataset
 from albertprep.model.albert import AlbertForPreTraining
-from albertprep.model.config import AlbertConfig, get_config
+from albertprep.model.config import AlbertConfig, PretrainConfig, get_config
 from albertprep.model.flops import train_step_flops
-from albertprep.model.optim import OptimizerConfig, applied_schedule, make_optimizer
+from albertprep.model.optim import applied_schedule, make_optimizer
 from albertprep.model.train import batch_sharding, init_state, make_eval_step, make_mesh, make_train_step
 
 _LOG = logging.getLogger(__name__)
@@ -41,31 +41,6 @@ PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 787.0), ("H200", 787.0), ("A100", 
 
 class PretrainError(UserError, ValueError):
     """A run that cannot start as configured; the message says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    data: str
-    workdir: str
-    model: str | None = None  # a config name; None: base, the resumed run's, or --init-from's architecture
-    batch_size: int = 4096  # global, over all processes (ALBERT's)
-    steps: int = 125_000
-    optimizer: OptimizerConfig = OptimizerConfig()
-    dtype: str = "bfloat16"  # compute; parameters stay fp32
-    seed: int = 0
-    dynamic_masking: bool = False
-    worker_count: int = 0
-    eval_every: int = 1000
-    eval_batches: int = 20
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    fsdp: bool = False
-    remat: bool = False
-    verify_checksums: bool = True
-    progress: bool = True
-    peak_tflops: float | None = None  # per device; None: from PEAK_TFLOPS
-    init_from: str | None = None  # weights to start from (model.convert.load_weights); their config wins
 
 
 def _peak_flops(per_device_tflops: float | None) -> float | None:
@@ -114,7 +89,7 @@ def _evaluate(config: PretrainConfig, eval_step, params, mesh) -> dict | None:
         _LOG.info("no evaluation: %s", error)
         return None
     per_process = config.batch_size // jax.process_count()
-    loader = AlbertLoader(dataset, LoaderConfig(batch_size=per_process, seed=config.seed, num_epochs=1,
+    loader = AlbertLoader(dataset, LoaderConfig(batch_size=per_process, seed=config.data_seed, num_epochs=1,
                                                 shuffle=False), sharding=batch_sharding(mesh))
     if not loader.num_batches:
         return None
@@ -158,8 +133,8 @@ def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int
     """The run's config as it will be saved, the model's config, and the
     parameters to start from (None: from the seed, or from the checkpoint).
 
-    A resumed run keeps what its config.json records, so neither --config
-    nor --init-from need repeating (a run that died before its first
+    A resumed run keeps what its config.json records, so neither --config,
+    --init-from nor the seeds need repeating (a run that died before its first
     checkpoint starts again as first configured); ones that disagree with it
     are refused. A new run takes --init-from's weights and their config, or
     the named config (base by default) sized to the data's vocabulary.
@@ -181,7 +156,11 @@ def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int
             raise PretrainError(f"{config.workdir} holds a run started from {saved.get('init_from')}; "
                                 f"--init-from {config.init_from} cannot resume it")
         config = dataclasses.replace(config, model=saved.get("model"), init_from=saved.get("init_from"))
-        if has_checkpoint:
+        if has_checkpoint:  # and its seeds: the weights and the loader's state were drawn with them
+            old = saved.get("seed")  # albertprep 0.1 had one seed for everything
+            config = dataclasses.replace(
+                config, init_seed=saved.get("init_seed", config.init_seed if old is None else old),
+                data_seed=saved.get("data_seed", config.data_seed if old is None else old))
             return config, saved_model, None
     if not config.init_from:
         config = dataclasses.replace(config, model=config.model or "base")
@@ -231,11 +210,13 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     optimizer = make_optimizer(config.optimizer)
     schedule = applied_schedule(config.optimizer)
     mesh = make_mesh()
-    state, shardings = init_state(model, optimizer, jax.random.key(config.seed), mesh, config.fsdp, initial_params)
-    train_step = make_train_step(model, optimizer, schedule, shardings, mesh, config.seed)
+    # initial weights and dropout from one seed, by split keys (never the same key twice)
+    init_key, dropout_key = jax.random.split(jax.random.key(config.init_seed))
+    state, shardings = init_state(model, optimizer, init_key, mesh, config.fsdp, initial_params)
+    train_step = make_train_step(model, optimizer, schedule, shardings, mesh, dropout_key)
     eval_step = make_eval_step(model, shardings, mesh)
     loader = AlbertLoader(train_data, LoaderConfig(batch_size=config.batch_size // jax.process_count(),
-                                                   seed=config.seed, dynamic_masking=config.dynamic_masking,
+                                                   seed=config.data_seed, dynamic_masking=config.dynamic_masking,
                                                    worker_count=config.worker_count),
                           sharding=batch_sharding(mesh))
     batches = iter(loader)

@@ -5,7 +5,7 @@ masked_lm_weights, so padding predictions count for nothing) + SOP
 cross-entropy. Data parallel by default: the batch is sharded over the
 mesh's "data" axis and parameters are replicated; `fsdp=True` shards each
 parameter and its optimizer state along its largest divisible dimension
-instead. Dropout keys are folded from (seed, step), so a resumed run draws
+instead. Dropout keys are folded from (dropout key, step), so a resumed run draws
 what an uninterrupted one would.
 """
 
@@ -109,11 +109,12 @@ def init_state(model: AlbertForPreTraining, optimizer: optax.GradientTransformat
 
 
 def make_train_step(model: AlbertForPreTraining, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, shardings: TrainState, mesh: Mesh, seed: int) -> Callable:
-    dropout_base = jax.random.key(seed)
+                    schedule: optax.Schedule, shardings: TrainState, mesh: Mesh,
+                    dropout_key: jax.Array) -> Callable:
+    """`dropout_key`: split from the init seed's key, apart from the key the weights were drawn with."""
 
     def train_step(state: TrainState, batch: Batch):
-        key = jax.random.fold_in(dropout_base, state.step)
+        key = jax.random.fold_in(dropout_key, state.step)
         grad_fn = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)
         (_, metrics), grads = grad_fn(model, state.params, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -27,6 +27,7 @@ import dataclasses
 
 import numpy as np
 
+from albertprep.core.options import setting
 from albertprep.core.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
 from albertprep.core.tokenizer import SPECIAL_PIECES
 
@@ -35,9 +36,10 @@ CLS, SEP = SPECIAL_PIECES["[CLS]"], SPECIAL_PIECES["[SEP]"]
 
 @dataclasses.dataclass(frozen=True)
 class InstanceConfig:
-    max_seq_length: int = 512
-    short_seq_prob: float = 0.1
-    albert_compat: bool = False
+    max_seq_length: int = setting(512, "tokens per instance, [CLS] and both [SEP] included")
+    short_seq_prob: float = setting(0.1, "share of targets drawn shorter than --max-seq-length, in [2, max]")
+    albert_compat: bool = setting(False, "follow ALBERT's script: one target length per document pass, and a "
+                                  "one-sentence chunk takes B from another document, labelled 1")
     masking: MaskingConfig = MaskingConfig()
 
 

@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from albertprep.core import atomic, layout, manifest, records
 from albertprep.core.errors import UserError
 from albertprep.core.manifest import Manifest, TokenizerEntry
+from albertprep.core.options import setting
 from albertprep.core.tokenizer import Tokenizer
 from albertprep.pipelines import extract, prepare, runners, sources
 
@@ -29,7 +30,7 @@ class JobError(UserError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class RunnerConfig:
     beam_args: tuple[str, ...] = ()
-    workers: int = 1
+    workers: int = setting(1, "worker processes of the local runner")
 
 
 def _run(pipeline) -> None:

@@ -37,6 +37,7 @@ from albertprep.core import atomic, records
 from albertprep.core.documents import Document
 from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
+from albertprep.core.options import setting
 from albertprep.core.tokenizer import Tokenizer
 from albertprep.pipelines import runs, textformats
 from albertprep.pipelines.instances import (
@@ -60,15 +61,17 @@ _RUN_BUFFER_BYTES = 8 << 20
 MIN_TRAIN_SHARDS = 8
 # The version of the manifest's `config` blocks (PrepareConfig.to_manifest, VocabConfig.to_manifest).
 CONFIG_VERSION = 1
+DATA_SEED = 12345  # the default seed of everything drawn from the data
 
 
 @dataclasses.dataclass(frozen=True)
 class PrepareConfig:
     instances: InstanceConfig = InstanceConfig()
-    dupe_factor: int = 10
-    seed: int = 12345
-    eval_fraction: float = 0.01
-    num_shards: int = 0  # train shards; 0: sized to about `target_shard_bytes`, at least MIN_TRAIN_SHARDS
+    dupe_factor: int = setting(10, "passes over each document, each with its own instances and masks (ALBERT: 40)")
+    seed: int = setting(DATA_SEED, "the data's seed: eval split, instances, masks, vocabulary sample")
+    eval_fraction: float = setting(0.01, "share of documents held out for evaluation")
+    # 0: sized to about `target_shard_bytes`, at least MIN_TRAIN_SHARDS
+    num_shards: int = setting(0, "train shards; 0: about 128 MB each, at least 8")
     target_shard_bytes: int = 128 << 20
     split_bytes: int = 0  # documents read by one task; 0: chosen from their total size (plan_ranges)
 
@@ -142,15 +145,16 @@ def _documents(read_range: ReadRange) -> Iterator[Document]:
 class VocabConfig:
     """ALBERT's SentencePiece settings."""
 
-    vocab_size: int = 30000
-    sample_sentences: int = 10_000_000  # ALBERT sampled 10M
+    vocab_size: int = setting(30000, "pieces of the SentencePiece model")
+    sample_sentences: int = setting(10_000_000, "sentences to train on (ALBERT: 10M)")
     character_coverage: float = 0.99995
-    do_lower_case: bool = True
-    seed: int = 12345
+    do_lower_case: bool = setting(True, "keep case (ALBERT's English model is lower case)", negated="--no-lower-case")
+    seed: int = setting(DATA_SEED, "the seed of the sentence sample")
     # The model depends on the thread count (measured: the same bytes run after
     # run for a given count, other bytes for another), so it is fixed, not
     # taken from the machine: 1 unless asked.
-    threads: int = 1
+    threads: int = setting(1, "training threads: faster; the model is reproducible for a given count",
+                           flag="--spm-threads")
 
     def to_manifest(self) -> dict:
         """The manifest's `tokenizer.vocab_config`, field by field (see PrepareConfig.to_manifest)."""

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 import syntok.segmenter
 from syntok._segmentation_states import State  # syntok's own abbreviation and month lists
 
+from albertprep.core.options import setting
+
 _WORD_CHARACTER = re.compile(r"\w")
 # A sure sentence end: a word of two or more letters (capitalised or not,
 # hyphenated or not), an acronym or a number ("1960s", "25%"), closing
@@ -211,9 +213,12 @@ class SentenceLimits:
     """Caps on one sentence; a longer one is split at word boundaries, or
     dropped when a single word is over the cap."""
 
-    max_chars: int = 2000  # ALBERT's 512-token window holds about 2,000 characters of English
-    max_words: int = 300
-    max_word_chars: int = 100  # longer "words" are base64, URLs glued together, or junk
+    # ALBERT's 512-token window holds about 2,000 characters of English
+    max_chars: int = setting(2000, "a longer sentence is cut at word boundaries into pieces this long (counted)",
+                             flag="--max-sentence-chars")
+    max_words: int = setting(300, "likewise, in words", flag="--max-sentence-words")
+    # longer "words" are base64, URLs glued together, or junk
+    max_word_chars: int = setting(100, "a sentence with a longer 'word' (base64, glued URLs) is dropped (counted)")
 
     def __post_init__(self) -> None:
         if min(self.max_chars, self.max_words, self.max_word_chars) < 1:

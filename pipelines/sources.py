@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from albertprep.core.documents import Document, Outcome, Section, Skip
 from albertprep.core.errors import UserError
+from albertprep.core.options import setting
 from albertprep.pipelines import books, mediawiki, textformats
 from albertprep.pipelines.sentences import SentenceLimits, screen, split_sentences
 from albertprep.pipelines.wikitext import DEFAULT_HIDDEN_LINK_NAMESPACES, WikitextError
@@ -44,13 +45,15 @@ class InputError(UserError, ValueError):
 class PlanOptions:
     split_bytes: int = 0  # input bytes one task reads; 0: chosen from the inputs' total size (textformats.auto_split)
     tfds_records_per_task: int = 50_000
-    text_field: str = "text"
-    title_field: str = "title"
-    tfds_data_dir: str | None = None
-    keep_lists: bool = False  # list items of wiki pages become sentences instead of being dropped
+    text_field: str = setting("text", "JSONL/TFDS field holding the text")
+    title_field: str = setting("title", "JSONL/TFDS field holding the title")
+    tfds_data_dir: str | None = setting(None, "TFDS data_dir for tfds:NAME inputs")
+    keep_lists: bool = setting(False, "wiki list items become sentences (default: lists are not prose: dropped, "
+                               "counted)")
     sentence_limits: SentenceLimits = SentenceLimits()
-    max_page_chars: int = 2_000_000  # the longest real English articles have about 1.3 M
-    parse_seconds: float = 20.0  # a page whose markup takes longer is skipped
+    # the longest real English articles have about 1.3 M
+    max_page_chars: int = setting(2_000_000, "a wiki page with more wikitext is skipped (too_large)")
+    parse_seconds: float = setting(20.0, "a wiki page whose markup takes longer to parse is skipped (too_complex)")
 
 
 @dataclasses.dataclass(frozen=True)

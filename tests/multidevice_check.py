@@ -24,7 +24,7 @@ def main(mode: str) -> None:
     devices = jax.devices() if mode != "single" else jax.devices()[:1]
     mesh = make_mesh(devices)
     state, shardings = init_state(model, optimizer, jax.random.key(0), mesh, fsdp=mode == "fsdp")
-    step = make_train_step(model, optimizer, albert_schedule(optimizer_config), shardings, mesh, seed=0)
+    step = make_train_step(model, optimizer, albert_schedule(optimizer_config), shardings, mesh, jax.random.key(1))
     rng = np.random.default_rng(0)
     batch = {
         "input_ids": rng.integers(5, 500, (8, 32)).astype(np.int32),

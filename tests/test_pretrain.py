@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 from conftest import ROOT, TIMING, pretrain_command
 
 from albertprep import cli
 from albertprep.model.config import get_config
+from albertprep.model.convert import load_weights
 from albertprep.model.pretrain import read_metrics
 
 STEPS = 30
@@ -208,3 +211,28 @@ def test_the_learning_benchmark_reads_a_run(pretrain_data, straight):
     assert result.returncode == 0, result.stderr[-2000:]
     final = [m for m in read_metrics(str(straight)) if m["split"] == "eval"][-1]
     assert f"eval MLM accuracy after {STEPS} steps: {final['mlm_accuracy']:.3f}" in result.stdout
+
+
+def test_the_init_seed_sets_the_weights_and_the_data_seed_the_batches(pretrain_data, tmp_path):
+    """One step at learning rate 0 (warm-up starts there) leaves the initial
+    weights as they were drawn; its metrics are theirs on the first batch."""
+    def run(init_seed, data_seed):
+        workdir = tmp_path / f"init{init_seed}-data{data_seed}"
+        command = pretrain_command(pretrain_data, workdir, "--init-seed", str(init_seed), "--data-seed",
+                                   str(data_seed), "--checkpoint-every", "1", steps=1)
+        assert cli.main(command[3:]) == 0
+        params, _ = load_weights(str(workdir))
+        (first,) = _losses(workdir)
+        assert json.loads((workdir / "config.json").read_text())["init_seed"] == init_seed
+        return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(params)], first
+
+    weights, first = run(0, 0)
+    other_data_weights, other_data = run(0, 1)
+    other_init_weights, other_init = run(1, 0)
+    assert first["learning_rate"] == 0.0
+    same = [np.array_equal(a, b) for a, b in zip(weights, other_data_weights)]
+    assert all(same)  # another data seed: the same initial weights
+    assert first["mlm_predictions"] != other_data["mlm_predictions"] or first["loss"] != other_data["loss"]
+    assert not all(np.array_equal(a, b) for a, b in zip(weights, other_init_weights))
+    assert first["mlm_predictions"] == other_init["mlm_predictions"]  # another init: the same first batch
+    assert first["loss"] != other_init["loss"]

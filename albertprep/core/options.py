@@ -65,6 +65,7 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, confi
             continue
         shown = "" if field.default is None else f" (default: {field.default})"
         parser.add_argument(flag, dest=field.name, type=kind, default=field.default, choices=meta["choices"],
+                            metavar=None if meta["choices"] else flag.lstrip("-").replace("-", "_").upper(),
                             help=meta["help"] + shown)
 
 

@@ -32,6 +32,8 @@ import struct
 
 import numpy as np
 
+from albertprep.core.options import setting
+
 RECORD_VERSION = 1
 # The seven features of an instance, in google-research/albert's order (its
 # `next_sentence_labels` is our `sentence_order_label`): named once, here.
@@ -158,9 +160,9 @@ def stable_hash(*parts: str | int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class MaskingConfig:
-    max_predictions_per_seq: int = 20
-    masked_lm_prob: float = 0.15
-    max_ngram: int = 3
+    max_predictions_per_seq: int = setting(20, "masked positions per instance, at most (ALBERT: 20)")
+    masked_lm_prob: float = setting(0.15, "share of an instance's tokens masked, up to --max-predictions-per-seq")
+    max_ngram: int = setting(3, "longest masked span, in words (p(n) ∝ 1/n)")
 
 
 @dataclasses.dataclass(frozen=True)
