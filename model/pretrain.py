@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from albertprep.core import atomic
 from albertprep.core.errors import UserError
 from albertprep.loaders import AlbertLoader, LoaderConfig, PreparedDataset
+from albertprep.model import memory
 from albertprep.model.albert import AlbertForPreTraining
 from albertprep.model.config import AlbertConfig, PretrainConfig, get_config
 from albertprep.model.flops import train_step_flops
@@ -186,6 +187,63 @@ def _resolve_model(config: PretrainConfig, has_checkpoint: bool, vocab_size: int
     return dataclasses.replace(config, model=named), model_config, params
 
 
+def _available_memory() -> tuple[int | None, str]:
+    """(bytes one device may use, what it is): the accelerator's own limit, or
+    on a CPU the host's available memory shared by its virtual devices."""
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"each {device.device_kind} has {{}} for arrays"
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None, "the host"  # unknown: nothing is refused
+    shared = jax.local_device_count()
+    each = f" for each of its {shared} CPU devices" if shared > 1 else ""
+    return available // shared, "the host has {} available" + each
+
+
+def _memory_estimate(config: PretrainConfig, model_config: AlbertConfig, seq_len: int, predictions: int,
+                     batch_size: int) -> memory.MemoryEstimate:
+    on_cpu = jax.default_backend() == "cpu"
+    half = jnp.dtype(config.dtype).itemsize == 2
+    return memory.estimate(
+        model_config, batch_per_device=batch_size // jax.device_count(), seq_len=seq_len,
+        masked_positions=predictions, compute_bytes=4 if on_cpu else jnp.dtype(config.dtype).itemsize,
+        devices=jax.device_count(), fsdp=config.fsdp, remat=config.remat and not on_cpu,
+        accumulation_steps=config.optimizer.accumulation_steps,
+        flash_attention=jax.default_backend() == "gpu" and half)
+
+
+def _check_memory(config: PretrainConfig, model_config: AlbertConfig, seq_len: int, predictions: int) -> None:
+    """Logs the parameter count and the memory estimate, or refuses, before
+    anything is compiled, a run whose estimate exceeds the device's memory
+    (the one line then holds both)."""
+    estimate = _memory_estimate(config, model_config, seq_len, predictions, config.batch_size)
+    available, where = _available_memory()
+    name = config.model or "the --init-from model"
+    if available is None or estimate.total_bytes <= available:
+        _LOG.info("%s: %s parameters; batch %d of %d tokens needs %s", name, f"{estimate.parameters:,}",
+                  config.batch_size, seq_len, estimate.describe())
+        return
+    step = jax.device_count()
+    # the advice leaves 15% of headroom: the estimate is within about 15% of XLA's own figure
+    fits = memory.largest_batch(lambda b: _memory_estimate(config, model_config, seq_len, predictions, b * step)
+                                .total_bytes <= 0.85 * available, config.batch_size // step) * step
+    if fits == 0:
+        advice = "even a batch of one row a device does not fit: a smaller --config, or a device with more memory"
+    else:
+        k = -(-config.batch_size // fits)
+        advice = (f"lower --batch-size to {fits} or less (with --accumulation-steps {k} to keep about the same "
+                  "batch per update)")
+        if not config.remat and jax.default_backend() != "cpu":
+            advice += ", or add --remat"
+    raise PretrainError(f"batch {config.batch_size} of {seq_len} tokens with {name} ({estimate.parameters:,} "
+                        f"parameters) needs {estimate.describe()}; "
+                        f"{where.format(memory.format_bytes(available))}: {advice}")
+
+
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     """Runs to config.steps; returns the last logged train and eval metrics.
     Everything a user can get wrong is checked before the workdir is made."""
@@ -205,6 +263,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
                             "leave out --resume to start a run there")
     resuming = latest is not None
     config, model_config, initial_params = _resolve_model(config, resuming, vocab_size, seq_len)
+    _check_memory(config, model_config, seq_len, train_data.layout.max_predictions_per_seq)
     os.makedirs(config.workdir, exist_ok=True)
     model = AlbertForPreTraining(model_config, dtype=jnp.dtype(config.dtype), remat=config.remat)
     optimizer = make_optimizer(config.optimizer)

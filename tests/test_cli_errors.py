@@ -49,6 +49,9 @@ MISTAKES = {
     "--resume with no run": (
         lambda d, t: ["pretrain", "--data", str(d), "--workdir", str(t / "w"), "--config", "tiny", "--steps", "1",
                       "--resume"], "holds no checkpoint to resume from"),
+    "a batch too large for the machine": (  # ALBERT's default batch of 4096 on base, on a CPU
+        lambda d, t: ["pretrain", "--data", str(d), "--workdir", str(t / "w"), "--steps", "1"],
+        "GB per device (weights and optimizer"),
     "an unknown --config": (
         lambda d, t: ["pretrain", "--data", str(d), "--workdir", str(t / "w"), "--config", "giant", "--steps", "1"],
         "unknown ALBERT config 'giant'"),
