@@ -1,6 +1,6 @@
 """Record bytes to ALBERT's padded features: stored masks or fresh ones.
 
-Both transforms run in Grain's worker processes, so they carry only small
+Both run in Grain's worker processes, so they carry only small
 picklable values (the layout, the masking settings, the vocabulary ids) and
 use albertprep.core.records for everything: the loader never has its own copy of
 the record format or of the masking algorithm.
@@ -9,39 +9,60 @@ the record format or of the masking algorithm.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
-import grain.python as grain
 import numpy as np
 
 from albertprep.core import records
+from albertprep.loaders.dataset import PreparedDataset
 
 FEATURE_NAMES = records.FEATURE_NAMES  # re-exported: the loader's batches hold exactly these
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredMasks(grain.MapTransform):
+class StoredMasks:
     """The masks the prepare job drew (static masking, as ALBERT's own data)."""
 
     layout: records.FeatureLayout
 
-    def map(self, element: bytes) -> dict[str, np.ndarray]:
-        return records.decode_features(element, self.layout)
+    def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
+        return records.decode_features(record, self.layout)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DynamicMasks(grain.RandomMapTransform):
+class DynamicMasks:
     """Ignores the stored masks and masks the original ids again.
 
-    `rng` is the sampler's records.rng_for(seed, epoch, record key), so each
-    epoch masks an instance differently, and the same way every run.
+    The generator is records.rng_for(seed, epoch, record key), so each epoch
+    masks an instance differently, and the same way every run, whatever the
+    process count, worker count or batch size.
+
+    The masking vocabulary is read from the dataset's SentencePiece model in
+    the process that masks, not pickled to it: a worker is sent a few hundred
+    bytes. (A spawned worker that dies before reading what its parent writes
+    leaves the parent blocked on the pipe once that is over 64 KiB, as the
+    vocabulary's 30,000 ids are.)
     """
 
     layout: records.FeatureLayout
     config: records.MaskingConfig
-    vocab: records.MaskingVocab
+    dataset: PreparedDataset  # for its tokenizer; pickled without its manifest
+    seed: int
 
-    def random_map(self, element: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        instance = records.decode(element)
+    @functools.cached_property
+    def vocab(self) -> records.MaskingVocab:
+        return self.dataset.masking_vocab()
+
+    def __getstate__(self) -> dict:
+        light = dataclasses.replace(self.dataset, shards=(), manifest=None)
+        return {"layout": self.layout, "config": self.config, "dataset": light, "seed": self.seed}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
+        instance = records.decode(record)
+        rng = records.rng_for(self.seed, epoch, key)
         input_ids, positions, masked_ids = records.mask_instance(
             instance.original_ids(), instance.word_starts, instance.len_a, rng, self.config, self.vocab)
         remasked = records.Instance(input_ids, instance.word_starts, instance.len_a, instance.sop_label, positions,

@@ -6,14 +6,14 @@
         batch = next(batches)              # dict of numpy arrays, [64, 512] ...
         state = batches.get_state()        # bytes (JSON), or orbax: grain.PyGrainCheckpointSave(batches)
 
-Stream order: EpochSampler (all records, a new seeded permutation each
-epoch) → this process's rows of each global batch → read → decode
-(stored masks) or mask again (dynamic) → batch → optional device placement.
-With worker_count > 0 each Grain worker process takes every
-worker_count-th index of this process's part and batches it, so batches
-depend on the worker count (deterministically), and a state restores only
-into the same worker count. Without workers, a global batch (the processes'
-batches side by side) is the same whatever the process count.
+Built with Grain's dataset API only: `MapDataset.range(rows of this
+process)` → batches of row indices → each batch read (one batched read of
+the shards) and decoded (stored masks) or masked again (dynamic) →
+`to_iter_dataset` (read threads) → `mp_prefetch` (worker processes) →
+optional device placement. Which record each row reads is StreamOrder's
+(sampler.py). Each worker makes whole batches, round robin, so the batches
+are the same whatever the worker count and, side by side, whatever the
+process count.
 
 Worker processes start with spawn: a script that iterates with workers
 needs the `if __name__ == "__main__":` guard.
@@ -21,10 +21,14 @@ needs the `if __name__ == "__main__":` guard.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import gc
 import hashlib
+import inspect
 import json
+import weakref
 
 import grain.python as grain
 import jax
@@ -35,7 +39,7 @@ from albertprep.loaders import state as loader_state
 from albertprep.loaders.dataset import PreparedDataset
 from albertprep.loaders.features import DynamicMasks, StoredMasks
 from albertprep.loaders.placement import ShardingSpec, place_batch
-from albertprep.loaders.sampler import EpochSampler
+from albertprep.loaders.sampler import StreamOrder
 from albertprep.loaders.source import PreparedShardsSource, shard_list_digest
 
 
@@ -73,6 +77,22 @@ class LoaderConfig:
             raise ValueError(f"process_index {self.process_index} is not in [0, {self.process_count})")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _ReadBatch:
+    """Row indices of one batch → the batch: what each worker process runs."""
+
+    source: PreparedShardsSource
+    order: StreamOrder
+    decode: StoredMasks | DynamicMasks
+
+    def __call__(self, local_indices: np.ndarray) -> dict[str, np.ndarray]:
+        positions = [self.order.position_of(int(i)) for i in local_indices]
+        keys = [self.order.key_of(position) for position in positions]
+        rows = [self.decode(record, self.order.epoch_of(position), key)
+                for record, position, key in zip(self.source.__getitems__(keys), positions, keys)]
+        return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
 class AlbertLoader:
     """Fixed-shape ALBERT batches from one split; iterate it for a checkpointable iterator."""
 
@@ -88,26 +108,22 @@ class AlbertLoader:
         if config.dynamic_masking and self.masking.max_predictions_per_seq > dataset.layout.max_predictions_per_seq:
             raise ValueError(f"masking.max_predictions_per_seq {self.masking.max_predictions_per_seq} exceeds the "
                              f"layout's {dataset.layout.max_predictions_per_seq}")
-        self.sampler = EpochSampler(dataset.num_records, seed=config.seed, shuffle=config.shuffle,
-                                    num_epochs=config.num_epochs,
-                                    masking_seed=config.seed if config.dynamic_masking else None,
-                                    process_count=self.process_count,
-                                    batch_block=config.batch_size if config.worker_count == 0 else 1)
+        self.order = StreamOrder(dataset.num_records, seed=config.seed, shuffle=config.shuffle,
+                                 num_epochs=config.num_epochs, process_index=self.process_index,
+                                 process_count=self.process_count, batch_size=config.batch_size)
         if config.dynamic_masking:
-            decode = DynamicMasks(dataset.layout, self.masking, dataset.masking_vocab())
+            dataset.masking_vocab()  # checks the tokenizer here, once: the workers read it again
+            decode = DynamicMasks(dataset.layout, self.masking, dataset, config.seed)
         else:
             decode = StoredMasks(dataset.layout)
-        self._grain_loader = grain.DataLoader(
-            data_source=PreparedShardsSource(dataset),
-            sampler=self.sampler,
-            operations=[decode, grain.Batch(config.batch_size, drop_remainder=config.drop_remainder)],
-            worker_count=config.worker_count,
-            worker_buffer_size=config.worker_buffer_size,
-            # What grain.ShardByJaxProcess gives, unless the config names the process (tests, or no JAX).
-            shard_options=grain.ShardOptions(self.process_index, self.process_count, drop_remainder=True),
-            read_options=grain.ReadOptions(num_threads=config.read_threads,
-                                           prefetch_buffer_size=config.prefetch_buffer_size),
-        )
+        batches = (grain.MapDataset.range(self.order.local_length)
+                   .batch(config.batch_size, drop_remainder=config.drop_remainder)
+                   .map(_ReadBatch(PreparedShardsSource(dataset), self.order, decode)))
+        self._dataset = batches.to_iter_dataset(grain.ReadOptions(num_threads=config.read_threads,
+                                                                  prefetch_buffer_size=config.prefetch_buffer_size))
+        if config.worker_count > 0:
+            self._dataset = self._dataset.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
 
     @functools.cached_property
     def fingerprint(self) -> dict:
@@ -127,7 +143,7 @@ class AlbertLoader:
             "masking": dataclasses.asdict(self.masking) if config.dynamic_masking else None,
             "process_index": self.process_index,
             "process_count": self.process_count,
-            "worker_count": config.worker_count,
+            "worker_count": config.worker_count,  # Grain's state holds one position per worker
         }
 
     @property
@@ -137,19 +153,14 @@ class AlbertLoader:
         0 when the split is too small for one batch (e.g. a tiny eval split)."""
         if self.config.num_epochs is None:
             return None
-        local = self.config.num_epochs * self.dataset.num_records // self.process_count
-        streams = max(1, self.config.worker_count)  # each worker batches its own slice
-        total = 0
-        for worker in range(streams):
-            count = len(range(worker, local, streams))
-            whole, rest = divmod(count, self.config.batch_size)
-            total += whole + (1 if rest and not self.config.drop_remainder else 0)
-        return total
+        whole, rest = divmod(self.order.local_length, self.config.batch_size)
+        return whole + (1 if rest and not self.config.drop_remainder else 0)
 
     def __iter__(self) -> AlbertIterator:
         if self.config.worker_count > 0:
+            _refuse_unguarded_script()
             _mark_absl_flags_parsed()
-        return AlbertIterator(self, iter(self._grain_loader))
+        return AlbertIterator(self, iter(self._dataset))
 
 
 class AlbertIterator:
@@ -160,16 +171,25 @@ class AlbertIterator:
     grain.PyGrainCheckpointRestore(iterator) save and restore it with orbax.
     """
 
-    def __init__(self, loader: AlbertLoader, grain_iterator: grain.PyGrainDatasetIterator):
+    def __init__(self, loader: AlbertLoader, grain_iterator: grain.DatasetIterator):
         self._loader = loader
         self._grain_iterator = grain_iterator
         self.batches = 0  # consumed so far, restored with the state
+        _OPEN_ITERATORS.add(self)
 
     def __iter__(self) -> AlbertIterator:
         return self
 
     def __next__(self) -> dict:
-        batch = next(self._grain_iterator)
+        if self._grain_iterator is None:
+            raise ValueError("the loader's iterator is closed")
+        try:
+            batch = next(self._grain_iterator)
+        except StopIteration:
+            raise
+        except BaseException:  # a worker died, or Ctrl-C: stop the others now, or exit waits on their threads
+            self.close()
+            raise
         self.batches += 1
         if self._loader.sharding is not None:
             return place_batch(batch, self._loader.sharding)
@@ -185,19 +205,50 @@ class AlbertIterator:
         self.batches = batches
 
     def start_prefetch(self) -> None:
-        self._grain_iterator.start_prefetch()
+        """Grain's orbax handler calls it after a restore; workers start on the first batch anyway."""
 
     def close(self) -> None:
         """Stops the worker processes and frees their shared memory now, not at garbage collection."""
-        inner = getattr(self._grain_iterator, "_iterator", None)  # Grain 0.2.18 keeps its dataset iterator here
-        if inner is not None and hasattr(inner, "close"):
-            inner.close()
+        if self._grain_iterator is None:
+            return
+        self._grain_iterator.close()
+        # Dropped and collected now: Grain's iterators close again when
+        # finalised, and at interpreter exit (the name of a `with` block
+        # still bound) that second close prints errors from half-torn-down modules.
+        self._grain_iterator = None
+        gc.collect()
 
     def __enter__(self) -> AlbertIterator:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# Iterators not closed by their users are closed before the interpreter
+# tears its modules down (see AlbertIterator.close).
+_OPEN_ITERATORS: weakref.WeakSet[AlbertIterator] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_iterators() -> None:
+    for iterator in list(_OPEN_ITERATORS):
+        iterator.close()
+
+
+def _refuse_unguarded_script() -> None:
+    """Workers start with spawn, which imports the main script again in each
+    worker (as `__mp_main__`). A script that iterates with workers outside
+    `if __name__ == "__main__":` would start workers from the workers; the
+    worker says why in one line and ends, instead of a page of tracebacks."""
+    frame = inspect.currentframe()
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals.get("__name__") == "__mp_main__"):
+        frame = frame.f_back
+    if frame is not None:  # the script's own top-level code, run again in a worker
+        raise SystemExit("albertprep loader: worker_count > 0 starts worker processes with spawn, which runs the "
+                         "main script again in each: put the code that iterates under "
+                         "`if __name__ == \"__main__\":`")
 
 
 def _mark_absl_flags_parsed() -> None:

@@ -8,7 +8,7 @@ fingerprint of everything that decides the stream, and restoring refuses
 any difference with an error naming it. Prefetch depths and read threads
 are left out: they change speed, not batches.
 
-    {"format": "albertprep.loader_state", "version": 1,
+    {"format": "albertprep.loader_state", "version": 2,
      "fingerprint": {...}, "batches": 120, "grain": {Grain's state}}
 """
 
@@ -21,7 +21,7 @@ from albertprep.core import atomic
 from albertprep.core.errors import UserError
 
 STATE_FORMAT = "albertprep.loader_state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: Grain's dataset-API iterator state (1 was its DataLoader's)
 
 # What a field of the fingerprint means, for the error message.
 _DESCRIPTIONS = {
@@ -46,13 +46,13 @@ class IncompatibleStateError(UserError, ValueError):
     """A saved state that does not belong to this loader; the message says why."""
 
 
-def encode_state(fingerprint: dict, grain_state: bytes, batches: int) -> bytes:
+def encode_state(fingerprint: dict, grain_state: dict, batches: int) -> bytes:
     document = {"format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fingerprint,
-                "batches": batches, "grain": json.loads(grain_state)}
+                "batches": batches, "grain": grain_state}
     return json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
 
 
-def decode_state(state: bytes | str, fingerprint: dict) -> tuple[bytes, int]:
+def decode_state(state: bytes | str, fingerprint: dict) -> tuple[dict, int]:
     """(Grain's state, batches consumed) once the document is checked against
     this loader's fingerprint; raises IncompatibleStateError."""
     try:
@@ -69,7 +69,7 @@ def decode_state(state: bytes | str, fingerprint: dict) -> tuple[bytes, int]:
     if differences:
         raise IncompatibleStateError("the saved loader state belongs to another configuration and would not "
                                      "resume the same batches: " + "; ".join(differences))
-    return json.dumps(document["grain"]).encode("utf-8"), int(document["batches"])
+    return document["grain"], int(document["batches"])
 
 
 def describe_differences(saved: dict, current: dict) -> list[str]:
