@@ -19,6 +19,7 @@ from albertprep.core import atomic, layout, manifest, records
 from albertprep.core.errors import UserError
 from albertprep.core.manifest import Manifest, TokenizerEntry
 from albertprep.core.options import setting
+from albertprep.core.progress import Progress
 from albertprep.core.tokenizer import Tokenizer
 from albertprep.pipelines import extract, prepare, runners, sources
 
@@ -31,6 +32,7 @@ class JobError(UserError, ValueError):
 class RunnerConfig:
     beam_args: tuple[str, ...] = ()
     workers: int = setting(1, "worker processes of the local runner")
+    progress_seconds: float = setting(30.0, "on a terminal a progress bar; elsewhere a progress line this often")
 
 
 def _run(pipeline) -> None:
@@ -54,8 +56,23 @@ def run_extract(inputs: list[str], output: str, options: sources.PlanOptions, ru
                  for k, p, s in sorted({(t.kind, t.path, t.split) for t in tasks})]
     pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(tasks))
     extract.build(pipeline, tasks, output, described)
-    _run(pipeline)
+    with _progress("extract", output, [(extract.output_names(t.index, len(tasks))["jsonl"], t.size) for t in tasks],
+                   runner):
+        _run(pipeline)
     return extract.read_summary(output)
+
+
+def _progress(label: str, directory: str, outputs: list[tuple[str, int]], runner: RunnerConfig):
+    """Progress of a job by the outputs its tasks finish: (name in `directory`,
+    its input bytes) each; the tasks write them whole, so one that exists is
+    done. Counts tasks where a size is unknown; none for a remote directory."""
+    if "://" in directory:
+        return contextlib.nullcontext()
+    unit = "B" if all(size > 0 for _, size in outputs) else "tasks"
+    weighted = [(os.path.join(directory, name), size if unit == "B" else 1) for name, size in outputs]
+    return Progress(label, sum(size for _, size in weighted), unit,
+                    lambda: sum(size for path, size in weighted if os.path.exists(path)),
+                    every=runner.progress_seconds)
 
 
 def _is_extract_output(path: str) -> bool:
@@ -233,7 +250,9 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         _run(pipeline)
     pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
     prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, staging, manifest_base)
-    _run(pipeline)
+    done = [(f"{layout.RUNS}/{prepare.range_done_name(r)}", r.end - r.start) for r in ranges]  # its runs written
+    with _progress("prepare", staging, done, runner):
+        _run(pipeline)
 
 
 def read_manifest(directory: str) -> Manifest:

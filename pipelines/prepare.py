@@ -400,9 +400,16 @@ class MakeInstances(beam.DoFn):
                 _LOG.info("prepare: range %d: %d documents, %d instances, %.0f instances/s, %.0fs elapsed",
                           read_range.index, documents["read"], total, total / elapsed, elapsed)
         buffer.flush()
+        with FileSystems.create(FileSystems.join(self._runs_dir, range_done_name(read_range))) as f:
+            f.write(b"")  # the job's progress counts the ranges done
         for shard, path in written:
             yield "run", shard, path
         yield "stats", read_range.index, {"documents": documents} | {s: _stats_to_json(stats[s]) for s in SPLITS}
+
+
+def range_done_name(read_range: ReadRange) -> str:
+    """Where, under the runs directory, a task marks its range done (gone with the runs)."""
+    return f"done/{read_range.index:05d}"
 
 
 def run_path(runs_dir: str, shard: tuple[int, int], range_index: int, part: int) -> str:
