@@ -258,16 +258,16 @@ def _add_vocab_options(p: argparse.ArgumentParser) -> None:
     add_options(p, prepare.VocabConfig)
 
 
-def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser) -> str:
-    """Names each flag that neither this command nor Beam takes, with the
-    nearest of this command's own flags."""
+def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser, beam_job: bool) -> str:
+    """Names each flag that neither this command nor (for a Beam job) Beam
+    takes, with the nearest of this command's own flags."""
     ours = [flag for flag in command._option_string_actions if flag.startswith("--")]
     parts = []
     for flag in unknown:
         near = difflib.get_close_matches(flag, ours, n=1, cutoff=0.7)
         parts.append(flag + (f" (did you mean {near[0]}?)" if near else ""))
-    return (f"unknown option{'s' if len(parts) > 1 else ''} {', '.join(parts)}: neither this command's "
-            "nor a Beam pipeline option")
+    what = "neither this command's nor a Beam pipeline option" if beam_job else "not an option of this command"
+    return f"unknown option{'s' if len(parts) > 1 else ''} {', '.join(parts)}: {what}"
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -371,11 +371,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command in ("show", "inspect", "export-tfrecord", "pretrain", "convert", "report"):
-        parser.error(f"unknown options {beam_args}")
-    unknown = runners.unknown_options(beam_args) if beam_args else []
+    beam_job = args.command in ("extract", "vocab", "prepare")  # only these pass Beam's own options on
+    unknown = (runners.unknown_options(beam_args) if beam_job else beam_args) if beam_args else []
+    unknown = [arg for arg in unknown if arg.startswith("-")] or unknown  # the flags, not their values
     if unknown:
-        print(f"albertprep {args.command}: {_unknown_option_message(unknown, commands[args.command])}",
+        print(f"albertprep {args.command}: {_unknown_option_message(unknown, commands[args.command], beam_job)}",
               file=sys.stderr)
         return EXIT_NOT_STARTED
     root = logging.getLogger()

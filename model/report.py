@@ -41,43 +41,67 @@ def most_frequent_token_baseline(data: str, instances: int | None = None,
     return token, hits / total, total
 
 
-def _curves(metrics: list[dict], path: str, baseline: float | None) -> None:
+def curves_figure(metrics: list[dict], baseline: float | None) -> plt.Figure:
+    """Loss; MLM accuracy against always predicting the most frequent masked
+    token; SOP accuracy against chance (0.5): train curves and eval points."""
     train = [m for m in metrics if m["split"] == "train"]
     evaluation = [m for m in metrics if m["split"] == "eval"]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [m["step"] for m in train]
-    for name in ("loss", "mlm_loss", "sop_loss"):
-        loss_axis.plot(steps, [m[name] for m in train], label=f"train {name}")
-    if evaluation:
-        loss_axis.plot([m["step"] for m in evaluation], [m["loss"] for m in evaluation], "o-", label="eval loss")
+    figure, (loss_axis, mlm_axis, sop_axis) = plt.subplots(1, 3, figsize=(15, 4))
+    steps, eval_steps = [m["step"] for m in train], [m["step"] for m in evaluation]
+    for name, style in (("mlm_loss", "-"), ("sop_loss", "-")):
+        loss_axis.plot(steps, [m[name] for m in train], style, label=f"train {name.replace('_', ' ')}")
+        if evaluation:
+            loss_axis.plot(eval_steps, [m[name] for m in evaluation], "o-", label=f"eval {name.replace('_', ' ')}")
     loss_axis.set(xlabel="step", ylabel="cross-entropy", title="Loss")
     loss_axis.legend()
-    accuracy_axis.plot(steps, [m["mlm_accuracy"] for m in train], label="train MLM accuracy")
-    accuracy_axis.plot(steps, [m["sop_accuracy"] for m in train], alpha=0.4, label="train SOP accuracy")
+    mlm_axis.plot(steps, [m["mlm_accuracy"] for m in train], label="train")
     if evaluation:
-        accuracy_axis.plot([m["step"] for m in evaluation], [m["mlm_accuracy"] for m in evaluation], "o-",
-                           label="eval MLM accuracy")
+        mlm_axis.plot(eval_steps, [m["mlm_accuracy"] for m in evaluation], "o-", label="eval")
     if baseline is not None:
-        accuracy_axis.axhline(baseline, color="grey", linestyle="--", label="most frequent token")
-    accuracy_axis.set(xlabel="step", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
-    accuracy_axis.legend()
+        mlm_axis.axhline(baseline, color="grey", linestyle="--", label=f"most frequent token ({baseline:.3f})")
+    mlm_axis.set(xlabel="step", ylabel="accuracy", title="MLM accuracy", ylim=(0, 1))
+    mlm_axis.legend()
+    sop_axis.plot(steps, [m["sop_accuracy"] for m in train], alpha=0.5, label="train")
+    if evaluation:
+        sop_axis.plot(eval_steps, [m["sop_accuracy"] for m in evaluation], "o-", label="eval")
+    sop_axis.axhline(0.5, color="grey", linestyle="--", label="chance (0.5)")
+    sop_axis.set(xlabel="step", ylabel="accuracy", title="SOP accuracy", ylim=(0, 1))
+    sop_axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
 
 
-def _data_plots(statistics: dict, path: str) -> None:
-    figure, (lengths, ngrams, replacements) = plt.subplots(1, 3, figsize=(13, 3.5))
+def data_figure(statistics: dict, split: str, max_ngram: int) -> plt.Figure:
+    """Lengths (log scale, so the short instances show beside the full ones),
+    masked span lengths against ALBERT's p(n) ∝ 1/n, replacements against
+    80/10/10; every title names the split."""
+    figure, (lengths, ngrams, replacements) = plt.subplots(1, 3, figsize=(15, 4))
     histogram = np.array(statistics["length_histogram"])
     lengths.bar(np.arange(len(histogram)), histogram, width=1.0)
-    lengths.set(xlabel="tokens", ylabel="instances", title="Instance lengths")
+    lengths.set_yscale("log")
+    shorter = 1 - histogram[-1] / max(1, histogram.sum())
+    lengths.set(xlabel="tokens", ylabel="instances (log scale)", title=f"Instance lengths ({split} split)")
+    lengths.text(0.02, 0.95, f"{shorter:.1%} shorter than {len(histogram) - 1} tokens", transform=lengths.transAxes,
+                 va="top")
     counts = statistics["ngram_histogram"]
-    ngrams.bar(list(counts), list(counts.values()))
-    ngrams.set(xlabel="n (words)", ylabel="masked spans", title="Masked n-gram lengths")
+    total = max(1, sum(counts.values()))
+    ngrams.bar(list(counts), [c / total for c in counts.values()], label="masked spans")
+    expected = np.array([1 / n for n in range(1, max_ngram + 1)])
+    ngrams.plot([str(n) for n in range(1, max_ngram + 1)], expected / expected.sum(), "k_", markersize=30,
+                markeredgewidth=2, label="p(n) ∝ 1/n (ALBERT)")
+    ngrams.set(xlabel="n (words)", ylabel="share of masked spans", title=f"Masked span lengths ({split} split)")
+    ngrams.legend()
     fractions = statistics["replacement_fractions"]
-    replacements.bar(list(fractions), list(fractions.values()))
-    replacements.set(ylabel="fraction of masked tokens", title="Replacements", ylim=(0, 1))
+    replacements.bar(list(fractions), list(fractions.values()), label="measured")
+    replacements.plot(list(fractions), [0.8, 0.1, 0.1], "k_", markersize=30, markeredgewidth=2,
+                      label="80 / 10 / 10 (BERT)")
+    replacements.set(ylabel="share of masked tokens", title=f"Replacements ({split} split)", ylim=(0, 1))
+    replacements.legend()
     figure.tight_layout()
+    return figure
+
+
+def _save(figure: plt.Figure, path: str) -> None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
@@ -107,9 +131,9 @@ def write_report(data: str, workdir: str, output: str) -> dict:
     if final:  # the baseline over the instances the evaluation read
         token, baseline, predictions = most_frequent_token_baseline(data, final["instances"])
     curves, data_plots = f"{stem}-training.png", f"{stem}-data.png"
-    _curves(metrics, os.path.join(directory, curves), baseline)
+    _save(curves_figure(metrics, baseline), os.path.join(directory, curves))
     train_stats = manifest.splits["train"].statistics
-    _data_plots(train_stats, os.path.join(directory, data_plots))
+    _save(data_figure(train_stats, "train", manifest.masking.max_ngram), os.path.join(directory, data_plots))
     with open(os.path.join(workdir, "config.json")) as f:
         run = json.load(f)
     check = {"eval_mlm_accuracy": final["mlm_accuracy"] if final else None,

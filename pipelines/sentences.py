@@ -15,7 +15,7 @@ numerals), and only a piece that still holds an end mark that syntok might
 split at goes through syntok: a twentieth of the text. On the books and the
 Wikipedia sample this gives syntok's sentences on whole paragraphs but for
 semicolons, where syntok ends a sentence and we never do, and a few
-parentheticals (tests/test_sentences.py), at a fraction of the time.
+parentheticals (tests/pipelines/test_sentences.py), at a fraction of the time.
 
 Sentences are cut from the original paragraph by offsets, so the text of a
 sentence is exactly the text of the input, whitespace collapsed.
@@ -198,7 +198,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
 def split_sentences_syntok(paragraph: str) -> list[str]:
     """syntok alone on the whole paragraph: the reference that
-    tests/test_sentences.py holds `split_sentences` against."""
+    tests/pipelines/test_sentences.py holds `split_sentences` against."""
     return _cut(paragraph, _syntok_starts(paragraph))
 
 

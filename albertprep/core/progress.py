@@ -2,8 +2,8 @@
 
 The job's own process polls what the tasks leave behind (finished output
 files, markers) and shows it: a bar (redrawn in place) with rate and ETA when stderr is a
-terminal, a plain line every `every` seconds when it is not (a log file, a
-CI job). Nothing here knows Beam: the caller says how to count what is done.
+terminal, a plain log line every `every` seconds when it is not (a log
+file, a CI job). Nothing here knows Beam: the caller says how to count what is done.
 
     with Progress("extract", total=input_bytes, unit="B", done=lambda: bytes_of_finished_tasks()):
         pipeline.run().wait_until_finish()
@@ -11,6 +11,7 @@ CI job). Nothing here knows Beam: the caller says how to count what is done.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -39,10 +40,12 @@ class Progress:
     """Shows `done()` against `total` while the block runs; polls every `interval` seconds."""
 
     def __init__(self, label: str, total: int, unit: str, done: Callable[[], int], every: float = 30.0,
-                 stream: TextIO | None = None, interval: float = 0.5):
+                 stream: TextIO | None = None, interval: float = 0.5, log: Callable[[str], None] | None = None):
         self._label, self._total, self._unit, self._done = label, max(total, 1), unit, done
         self._every, self._interval = every, interval
         self._stream = stream or sys.stderr
+        # off a terminal the lines are log lines: timestamped, and told apart from errors as the rest of the log
+        self._log = log or logging.getLogger("albertprep.progress").info
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._terminal = False
@@ -81,7 +84,7 @@ class Progress:
                 self._draw(done)
             elif time.monotonic() - last_line >= self._every:
                 last_line = time.monotonic()
-                print(self.line(done), file=self._stream, flush=True)
+                self._log(self.line(done))
 
     def __exit__(self, exc_type, *rest: object) -> None:
         self._stop.set()
@@ -95,7 +98,7 @@ class Progress:
             self._stream.write("\n")
             self._stream.flush()
         elif exc_type is None and done >= 0:
-            print(self.line(done), file=self._stream, flush=True)
+            self._log(self.line(done))
 
     def _draw(self, done: int) -> None:
         """One line, redrawn in place: `prepare:  45%|#####      | 1.2 MB/2.7 MB [0:03<0:04, 400.0 kB/s]`."""

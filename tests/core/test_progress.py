@@ -15,14 +15,12 @@ from albertprep.core.progress import Progress
 
 
 def test_a_plain_line_says_how_far_how_fast_and_how_long_to_go():
-    done = [0]
-    stream = io.StringIO()
-    with Progress("extract", total=4_000_000, unit="B", done=lambda: done[0], every=0.05, stream=stream,
-                  interval=0.01):
+    done, lines = [0], []
+    with Progress("extract", total=4_000_000, unit="B", done=lambda: done[0], every=0.05, stream=io.StringIO(),
+                  interval=0.01, log=lines.append):
         for step in range(1, 5):
             done[0] = step * 1_000_000
             time.sleep(0.08)
-    lines = stream.getvalue().splitlines()
     assert len(lines) >= 3 and lines[-1].startswith("extract: 100% (4.0 MB of 4.0 MB), ")
     assert "MB/s" in lines[-1] and "elapsed" in lines[-1] and "ETA" not in lines[-1]
     assert any("ETA" in line and "%" in line for line in lines[:-1])
@@ -37,7 +35,8 @@ def test_extract_prints_progress_lines_when_not_on_a_terminal(tmp_path):
     result = subprocess.run(_extract_command(tmp_path / "out"), capture_output=True, text=True, cwd=ROOT,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("extract: ") and "% (" in line]
+    lines = [line.split(" INFO ", 1)[1] for line in result.stderr.splitlines() if " INFO extract: " in line
+             and "% (" in line]  # log lines, timestamped
     assert lines and lines[-1].startswith("extract: 100% ("), result.stderr[-2000:]
 
 

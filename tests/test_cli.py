@@ -105,3 +105,16 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path):
     assert "Traceback" not in stderr and ours == ["albertprep prepare: interrupted; no output of this run was "
                                                    "left half-written"], ours
     assert not output.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".prepared")]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["pretrain", "--data", "d", "--workdir", "w", "--seed", "1"], "--seed (did you mean --init-seed?)"),
+    (["inspect", "some/dir", "--instnces", "2"], "--instnces (did you mean --instances?)"),
+    (["report", "--data", "d", "--workdir", "w", "--output", "r.md", "--runner=DirectRunner"], "--runner=DirectRunner"),
+])
+def test_an_unknown_flag_of_any_command_gets_one_line(argv, flag, capsys):
+    """Only extract, vocab and prepare pass Beam's own options on; every other
+    command refuses what it does not know, in one line, before doing anything."""
+    assert cli.main(argv) == cli.EXIT_NOT_STARTED
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"albertprep {argv[0]}: unknown option {flag}: not an option of this command"]

@@ -2,7 +2,7 @@
 
 This file is also the consuming process the SIGKILL test starts:
 
-    python tests/test_loader_resume.py DATA CONFIG_JSON WORKDIR SAVE_EVERY DELAY
+    python tests/loaders/test_loader_resume.py DATA CONFIG_JSON WORKDIR SAVE_EVERY DELAY
 
 It appends "batch-index sha256" for every batch to WORKDIR/hashes.txt and,
 every SAVE_EVERY batches, replaces WORKDIR/state.json atomically; started
@@ -33,7 +33,7 @@ from albertprep.loaders import (
     write_state_file,
 )
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHM_PREFIX = "ALBERTPREP_TEST_SHM_PREFIX"
 
 if os.environ.get(SHM_PREFIX):

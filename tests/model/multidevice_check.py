@@ -1,4 +1,4 @@
-"""Run by tests/test_parallel.py in a fresh process with 2 virtual CPU devices.
+"""Run by tests/model/test_train_parallel.py in a fresh process with 2 virtual CPU devices.
 
 Prints the losses of a few train steps of a tiny ALBERT on a fixed batch,
 for the mesh over all devices with data parallelism or FSDP, as JSON.

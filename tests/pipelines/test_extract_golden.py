@@ -8,7 +8,7 @@ import pathlib
 import pytest
 from conftest import WIKI, load_documents, run_extract
 
-GOLDEN = pathlib.Path(__file__).parent / "fixtures" / "golden"
+GOLDEN = pathlib.Path(__file__).parents[1] / "fixtures" / "golden"
 ARTICLES = {"Aa River": "aa-river", "Actrius": "actrius", "Algorithms (journal)": "algorithms-journal"}
 
 
