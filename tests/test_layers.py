@@ -6,6 +6,7 @@ import ast
 import pathlib
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import pytest
@@ -98,3 +99,14 @@ def test_a_wheel_installs_one_package_holding_the_three_stages(tmp_path):
         assert module in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "albertprep = albertprep.cli:main" in entry_points
+
+
+def test_the_source_distribution_beam_ships_holds_the_stage_folders(tmp_path):
+    """Beam's --setup_file builds an sdist of setup.py's directory for its workers."""
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)], cwd=ROOT, check=True,
+                   capture_output=True)
+    (archive,) = tmp_path.glob("albertprep-*.tar.gz")
+    names = {name.split("/", 1)[1] for name in tarfile.open(archive).getnames() if "/" in name}
+    for module in ("setup.py", "pipelines/prepare.py", "loaders/loader.py", "model/albert.py",
+                   "albertprep/core/records.py", "albertprep/cli.py"):
+        assert module in names, module
