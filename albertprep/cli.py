@@ -25,7 +25,7 @@ from albertprep.core.errors import UserError
 from albertprep.core.options import add_options, from_args
 from albertprep.core.records import MaskingConfig
 from albertprep.model.config import OptimizerConfig, PretrainConfig
-from albertprep.pipelines import jobs, prepare, runners, sources
+from albertprep.pipelines import dedup, jobs, prepare, runners, sources
 from albertprep.pipelines.instances import InstanceConfig
 from albertprep.pipelines.sentences import SentenceLimits
 
@@ -124,10 +124,47 @@ def _prepare_config(args: argparse.Namespace) -> prepare.PrepareConfig:
         split_bytes=_prepare_split_bytes(args), **from_args(prepare.PrepareConfig, args))
 
 
+def _dedup_config(args: argparse.Namespace) -> dedup.DedupConfig:
+    return dedup.DedupConfig(exclude=tuple(args.exclude or ()), **from_args(dedup.DedupConfig, args))
+
+
+def dedup_lines(summary: dict) -> list[str]:
+    """What the dedup stage removed, for the terminal."""
+    block = summary["dedup"]
+    found = block["duplicates"]
+    lines = [f"dedup: {block['documents_in']} documents in, {block['documents_out']} out; "
+             f"{found['exact']} exact and {found['near']} near duplicates in {found['clusters']} clusters "
+             f"({found['file']} says what each duplicates)"]
+    if block["boilerplate"]:
+        bp = block["boilerplate"]
+        lines.append(f"dedup: boilerplate: {bp['distinct_paragraphs']} paragraphs found in many documents, "
+                     f"{bp['paragraphs_removed']} copies removed ({bp['sentences_removed']} sentences)")
+    for entry in block["exclude"]:
+        lines.append(f"dedup: --exclude {entry['file']}: {entry['sentences_removed']} sentences removed from "
+                     f"{entry['documents_touched']} documents, {entry['documents_removed']} documents removed whole")
+    return lines
+
+
+def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
+    summary = jobs.run_dedup(args.inputs, args.output, _dedup_config(args), _runner(args, beam_args),
+                             _prepare_split_bytes(args), args.overwrite)
+    for line in dedup_lines(summary):
+        print(line)
+    print(f"written to {args.output} (summary.json, {dedup.DUPLICATES}, documents-*.jsonl, documents-*.txt)")
+    return 0
+
+
 def _prepare(args: argparse.Namespace, beam_args: list[str]) -> int:
     config = _prepare_config(args)
+    if args.exclude and not args.dedup:
+        raise jobs.JobError("--exclude needs --dedup (the dedup stage is where excluded text is removed)")
     manifest, seconds = jobs.run_prepare(args.inputs, args.output, config, _runner(args, beam_args),
-                                         _plan_options(args), args.spm_model, _vocab_config(args), args.overwrite)
+                                         _plan_options(args), args.spm_model, _vocab_config(args), args.overwrite,
+                                         _dedup_config(args) if args.dedup else None)
+    for corpus in manifest.corpus:
+        if "dedup" in corpus:
+            for line in dedup_lines(corpus):
+                print(line)
     for split, info in manifest.splits.items():
         stats = info.statistics
         line = f"{split}: {info.records} instances in {len(info.shards)} shards"
@@ -258,6 +295,14 @@ def _add_vocab_options(p: argparse.ArgumentParser) -> None:
     add_options(p, prepare.VocabConfig)
 
 
+def _add_dedup_options(p: argparse.ArgumentParser) -> None:
+    add_options(p, dedup.DedupConfig)
+    p.add_argument("--exclude", nargs="+", action="extend", metavar="FILE",
+                   help="text to keep out of training (e.g. GLUE, SQuAD or RACE dev and test sets): .jsonl "
+                        "(every string of each record) or plain text; sentences sharing a --exclude-ngram "
+                        "n-gram with it are removed")
+
+
 def _unknown_option_message(unknown: list[str], command: argparse.ArgumentParser, beam_job: bool) -> str:
     """Names each flag that neither this command nor (for a Beam job) Beam
     takes, with the nearest of this command's own flags."""
@@ -307,7 +352,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_options(p, prepare.PrepareConfig)
     _add_plan_options(p)
     add_options(p, prepare.VocabConfig, skip=("seed",))  # prepare's --seed seeds the vocabulary sample too
+    p.add_argument("--dedup", action="store_true",
+                   help="run the dedup stage on the documents first (into OUTPUT/deduplicated); its options below")
+    _add_dedup_options(p)
     p.set_defaults(run=_prepare)
+
+    p = commands.add_parser(
+        "dedup", help="remove exact and near-duplicate documents, boilerplate paragraphs and --exclude text",
+        description="Inputs: extract outputs (directories with summary.json). The output is one too: "
+        "prepare takes it. Exact duplicates by their normalised words; near duplicates by MinHash LSH over "
+        "word shingles, verified, clustered, the smallest id of each cluster kept.")
+    p.add_argument("inputs", nargs="+", metavar="DOCS")
+    p.add_argument("--output", required=True, help="output directory (local or any Beam filesystem)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished output")
+    p.add_argument("--split-mb", type=float, default=0, help="documents MB read by one task; 0: from their size")
+    add_options(p, jobs.RunnerConfig)
+    _add_dedup_options(p)
+    p.set_defaults(run=_dedup)
 
     p = commands.add_parser("show", help="print an extract's summary and its first documents")
     p.add_argument("directory")
@@ -368,10 +429,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands.choices
 
 
+_BEAM_COMMANDS = ("extract", "vocab", "dedup", "prepare")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    beam_job = args.command in ("extract", "vocab", "prepare")  # only these pass Beam's own options on
+    beam_job = args.command in _BEAM_COMMANDS  # only these pass Beam's own options on
     unknown = (runners.unknown_options(beam_args) if beam_job else beam_args) if beam_args else []
     unknown = [arg for arg in unknown if arg.startswith("-")] or unknown  # the flags, not their values
     if unknown:
@@ -391,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         relay.addFilter(_WorkerRelay())
     interrupted = f"albertprep {args.command}: interrupted; no output of this run was left half-written"
     previous_handler = signal.getsignal(signal.SIGINT)
-    if args.command in ("extract", "vocab", "prepare") and threading.current_thread() is threading.main_thread():
+    if args.command in _BEAM_COMMANDS and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, functools.partial(_end_beam_job, interrupted))
     try:
         return args.run(args, beam_args)

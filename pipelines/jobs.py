@@ -21,7 +21,7 @@ from albertprep.core.manifest import Manifest, TokenizerEntry
 from albertprep.core.options import setting
 from albertprep.core.progress import Progress
 from albertprep.core.tokenizer import Tokenizer
-from albertprep.pipelines import extract, prepare, runners, sources
+from albertprep.pipelines import dedup, extract, prepare, runners, sources
 
 
 class JobError(UserError, ValueError):
@@ -149,11 +149,17 @@ def _files_under(directory: str) -> list[str]:
 def _is_prepared_file(relative: str) -> bool:
     """Whether a path (relative to a prepared directory) is one prepare writes."""
     top = relative.split("/", 1)[0]
-    return top in layout.PREPARED_FILES or top == layout.DOCUMENTS or top.endswith(".array_record")
+    return (top in layout.PREPARED_FILES or top in (layout.DOCUMENTS, layout.DEDUPLICATED)
+            or top.endswith(".array_record"))
+
+
+def _is_dedup_file(relative: str) -> bool:
+    """Whether a path (relative to a dedup output) is one dedup writes."""
+    return relative in (extract.SUMMARY, dedup.DUPLICATES) or relative.startswith("documents-")
 
 
 @contextlib.contextmanager
-def _committed(output: str) -> Iterator[str]:
+def _committed(output: str, ours=_is_prepared_file) -> Iterator[str]:
     """A staging directory to build the new dataset in. Only when the block
     succeeds are the old dataset's files in `output` replaced by the new
     ones (COMPLETED first out and last in, so a reader never takes a mix for
@@ -164,7 +170,7 @@ def _committed(output: str) -> Iterator[str]:
     _STAGING.add(staging)
     try:
         yield staging
-        old = [p for p in _files_under(output) if _is_prepared_file(p[len(output.rstrip("/")) + 1:])]
+        old = [p for p in _files_under(output) if ours(p[len(output.rstrip("/")) + 1:])]
         completed = FileSystems.join(output, layout.COMPLETED)
         old.sort(key=lambda p: p != completed)  # the marker goes first
         if old:
@@ -199,8 +205,9 @@ def discard_staging() -> None:
 
 def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
                 plan_options: sources.PlanOptions, spm_model: str | None, vocab: prepare.VocabConfig,
-                overwrite: bool = False) -> tuple[Manifest, float]:
-    """The prepared directory's manifest and the run's wall seconds."""
+                overwrite: bool = False, dedup_config: dedup.DedupConfig | None = None) -> tuple[Manifest, float]:
+    """The prepared directory's manifest and the run's wall seconds. With
+    `dedup_config` the documents go through the dedup stage first."""
     started = time.monotonic()
     check_output(output, overwrite)
     try:
@@ -208,16 +215,23 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
     except OSError as error:
         raise JobError(f"--spm-model {spm_model}: {error.strerror or error}") from error
     with _committed(output) as staging:
-        _prepare_into(staging, output, inputs, config, runner, plan_options, spm_model, tokenizer, vocab)
+        _prepare_into(staging, output, inputs, config, runner, plan_options, spm_model, tokenizer, vocab,
+                      dedup_config)
     return read_manifest(output), time.monotonic() - started
 
 
 def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.PrepareConfig,
                   runner: RunnerConfig, plan_options: sources.PlanOptions, spm_model: str | None,
-                  tokenizer: Tokenizer | None, vocab: prepare.VocabConfig) -> None:
+                  tokenizer: Tokenizer | None, vocab: prepare.VocabConfig,
+                  dedup_config: dedup.DedupConfig | None) -> None:
     """The whole prepared dataset, written into `staging`; the manifest
     names the documents files where they will be once it is `output`."""
     summaries = documents_for(inputs, staging, plan_options, runner)
+    if dedup_config is not None:
+        directory = FileSystems.join(staging, layout.DEDUPLICATED)
+        FileSystems.mkdirs(directory)
+        summaries = [dict(dedup_into(summaries, directory, dedup_config, runner, config.split_bytes),
+                          directory=directory)]
     if tokenizer is None:
         tokenizer = run_vocab(summaries, staging, vocab, runner, config.split_bytes)
     else:
@@ -241,8 +255,8 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         inputs=tuple(item for s in summaries for item in s["inputs"]),
         documents_files=tuple({"path": output.rstrip("/") + p[len(staging):] if p.startswith(staging + "/") else p,
                                "bytes": b} for p, b in files),
-        corpus=tuple({k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files")}
-                     for s in summaries),
+        corpus=tuple({k: s[k] for k in ("read", "outcomes", "documents", "sentences", "by_source", "files", "dedup")
+                      if k in s} for s in summaries),
     )
     if config.instances.albert_compat:  # B from anywhere in the corpus: its pool first
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
@@ -253,6 +267,59 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
     done = [(f"{layout.RUNS}/{prepare.range_done_name(r)}", r.end - r.start) for r in ranges]  # its runs written
     with _progress("prepare", staging, done, runner):
         _run(pipeline)
+
+
+def run_dedup(inputs: list[str], output: str, config: dedup.DedupConfig, runner: RunnerConfig,
+              split_bytes: int = 0, overwrite: bool = False) -> dict:
+    """Dedup of extract outputs into `output`, built beside it and put in
+    place only when whole: a failed run leaves an earlier output as it was."""
+    if _is_file(output):
+        raise JobError(f"--output {output} is a file; give a directory (it is created if missing)")
+    if FileSystems.exists(FileSystems.join(output, extract.SUMMARY)) and not overwrite:
+        raise JobError(f"{output} already holds a finished output ({extract.SUMMARY}); pass --overwrite to replace it")
+    for path in inputs:
+        if not _is_extract_output(path):
+            raise JobError(f"{path}: not an extract output (no {extract.SUMMARY}); run albertprep extract first, "
+                           f"or give prepare --dedup the raw inputs")
+    summaries = [dict(extract.read_summary(i), directory=i) for i in inputs]
+    with _committed(output, _is_dedup_file) as staging:
+        dedup_into(summaries, staging, config, runner, split_bytes)
+    return extract.read_summary(output)
+
+
+def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, runner: RunnerConfig,
+               split_bytes: int = 0) -> dict:
+    """The dedup stage's three pipelines, writing into the directory `output`."""
+    import io
+
+    import numpy as np
+
+    tables = dedup.exclude_table(config.exclude, config.exclude_ngram)  # a bad --exclude fails before any work
+    summaries = sorted(summaries, key=lambda s: s["directory"])  # the output does not depend on their order
+    files = _document_files(summaries)
+    ranges = prepare.plan_ranges(files, split_bytes)
+    work = FileSystems.join(output, dedup.WORK)
+    FileSystems.mkdirs(work)
+    if tables:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"file{i}": table for i, table in enumerate(tables)})
+        with atomic.created(FileSystems.join(work, "exclude.npz")) as f:
+            f.write(buffer.getvalue())
+    try:
+        steps = [dedup.build_match] + ([dedup.build_boilerplate] if config.boilerplate else [])
+        for build in steps:
+            pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+            build(pipeline, ranges, config, output, work)
+            _run(pipeline)
+        pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+        dedup.build_write(pipeline, ranges, config, output, work, dedup.merge_summaries(summaries))
+        outputs = [(extract.output_names(r.index, len(ranges))["jsonl"], r.end - r.start) for r in ranges]
+        with _progress("dedup", output, outputs, runner):
+            _run(pipeline)
+    finally:
+        if FileSystems.exists(work):
+            FileSystems.delete([work])
+    return extract.read_summary(output)
 
 
 def read_manifest(directory: str) -> Manifest:

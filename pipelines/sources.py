@@ -289,8 +289,14 @@ def _sentences(paragraph: str, task: ReadTask, report: TaskReport) -> list[str]:
 
 
 def _document(task: ReadTask, report: TaskReport, doc_id: str, title: str, paragraphs: list[str]) -> Document:
-    sentences = [s for paragraph in paragraphs for s in _sentences(paragraph, task, report)]
-    return Document(id=doc_id, source=task.source, title=title, sentences=tuple(sentences))
+    sentences: list[str] = []
+    starts: list[int] = []
+    for paragraph in paragraphs:
+        pieces = _sentences(paragraph, task, report)
+        if pieces:
+            starts.append(len(sentences))
+            sentences.extend(pieces)
+    return Document(id=doc_id, source=task.source, title=title, sentences=tuple(sentences), paragraphs=tuple(starts))
 
 
 def _emit(document: Document, report: TaskReport, skip: Skip) -> Iterator[Document]:
@@ -333,12 +339,15 @@ def _wiki_document(task: ReadTask, page: mediawiki.Page, hidden: frozenset[str],
     report.holes.update(rendered.holes)
     sentences: list[str] = []
     sections: list[Section] = []
+    starts: list[int] = []
     for block in rendered.blocks:
         if block.heading_level:
             sections.append(Section(block.text, block.heading_level, len(sentences)))
-        else:
-            sentences.extend(_sentences(block.text, task, report))
-    return Document(f"{task.id_prefix}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections))
+        elif pieces := _sentences(block.text, task, report):
+            starts.append(len(sentences))
+            sentences.extend(pieces)
+    return Document(f"{task.id_prefix}:{page.page_id}", task.source, page.title, tuple(sentences), tuple(sections),
+                    tuple(starts))
 
 
 class _PageTooComplex(Exception):

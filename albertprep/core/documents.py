@@ -28,6 +28,8 @@ class Outcome(str, enum.Enum):
     BINARY = "binary"  # a file that is not text (by its share of control bytes)
     TOO_LARGE = "too_large"  # a page over --max-page-chars
     TOO_COMPLEX = "too_complex"  # a page whose markup would take, or took, too long to parse
+    DUPLICATE = "duplicate"  # removed by the dedup stage: the same or nearly the same text as a kept document
+    CONTAMINATED = "contaminated"  # removed by the dedup stage: all its sentences share n-grams with --exclude text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Document:
     title: str
     sentences: tuple[str, ...]
     sections: tuple[Section, ...] = ()
+    # The index of each paragraph's first sentence; () where the input has no
+    # paragraphs (sentence-per-line text), and each sentence then counts as one.
+    paragraphs: tuple[int, ...] = ()
 
     def to_json(self) -> str:
         record = {
@@ -54,19 +59,32 @@ class Document:
             "title": self.title,
             "sentences": list(self.sentences),
             "sections": [dataclasses.astuple(s) for s in self.sections],
+            "paragraphs": list(self.paragraphs),
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str) -> Document:
-        record = json.loads(line)
+        return cls.from_record(json.loads(line))
+
+    @classmethod
+    def from_record(cls, record: dict) -> Document:
+        """From the parsed JSON object of one line of documents-*.jsonl."""
         return cls(
             id=record["id"],
             source=record["source"],
             title=record["title"],
             sentences=tuple(record["sentences"]),
             sections=tuple(Section(*s) for s in record.get("sections", ())),
+            paragraphs=tuple(record.get("paragraphs", ())),
         )
+
+    def paragraph_spans(self) -> list[tuple[int, int]]:
+        """(first, end) sentence indexes of each paragraph, covering every sentence."""
+        starts = list(self.paragraphs) if self.paragraphs else list(range(len(self.sentences)))
+        if starts and starts[0] != 0:
+            starts.insert(0, 0)
+        return list(zip(starts, starts[1:] + [len(self.sentences)]))
 
     def to_bert_text(self) -> str:
         """One sentence per line and a blank line after the document.

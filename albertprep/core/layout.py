@@ -9,6 +9,7 @@ MANIFEST = "manifest.json"
 COMPLETED = "COMPLETED"  # written last: its presence means the directory is whole
 SPM_MODEL = "spm.model"
 DOCUMENTS = "documents"  # the corpus stage's output, when prepare is given raw inputs
+DEDUPLICATED = "deduplicated"  # the dedup stage's output, when prepare is given --dedup
 RUNS = "runs.tmp"  # sorted runs of records while prepare runs (pipelines/runs.py); gone when it ends
 PREPARED_FILES = (MANIFEST, COMPLETED, SPM_MODEL)  # with the *.array_record shards and DOCUMENTS/
 SPLITS = ("train", "eval")

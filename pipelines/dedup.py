@@ -1,0 +1,677 @@
+"""The dedup stage as Beam pipelines: documents → fewer documents + summary.json.
+
+Three passes over the documents, each a pipeline of Create, single-output
+ParDos and GroupByKeys ending in one terminal step (what the DaskRunner
+runs faithfully; see extract.py):
+
+1. **Match.** Each task (a byte range of a documents file) fingerprints its
+   documents (pipelines/fingerprints.py): an exact key of the normalised
+   words, and a MinHash signature of their word shingles cut into bands.
+   It writes one record per band and one for the exact key, as sorted runs
+   in 64 buckets by key (pipelines/runs.py): no record goes through the
+   runner. Each bucket is merged; records with an equal key are a
+   candidate group, verified pair by pair from the signatures' sketches
+   (`fingerprints.acceptance`), and the verified pairs are written out.
+   One step joins them into clusters (connected components, union-find over
+   the ids that have a pair: never the corpus) and keeps each cluster's
+   smallest id: duplicates.jsonl says what every other one duplicates.
+2. **Boilerplate** (unless turned off). The paragraphs of the documents
+   that survive are counted, one per document, the same way in buckets of
+   sorted runs; a paragraph of at least `boilerplate_min_words` words found
+   in at least `boilerplate_min_documents` documents is boilerplate.
+3. **Write.** Each task writes its range's surviving documents without
+   their boilerplate paragraphs and without the sentences that share an
+   n-gram with the --exclude text; the last step writes summary.json.
+
+What survives depends only on the documents' text and ids, never on the
+order or the tasks: the output is byte-identical on every runner and
+worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from albertprep.core import atomic
+from albertprep.core.documents import Document, Outcome, Section, Skip
+from albertprep.core.errors import UserError
+from albertprep.core.options import setting
+from albertprep.pipelines import extract, fingerprints, runs, textformats
+from albertprep.pipelines.prepare import ReadRange
+
+_LOG = logging.getLogger(__name__)
+BUCKETS = 64  # of the match pass; a fixed number, so the files do not depend on the worker count
+PARAGRAPH_BUCKETS = 16
+_RUN_BUFFER_BYTES = 8 << 20  # what a task buffers before writing runs: its bound, whatever the corpus
+_MAX_COMPARISONS = 64  # earlier members of a candidate group a document is checked against
+DUPLICATES = "duplicates.jsonl"
+WORK = "dedup.tmp"  # the passes' runs and tables, inside the staging directory; gone when the run ends
+_EXACT, _NEAR = 0, 1
+DEDUP_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DedupConfig:
+    shingle_words: int = setting(5, "words in a shingle (MinHash's set element), as datatrove's 5-grams")
+    bands: int = setting(16, "LSH bands: documents that share a band's values are candidates")
+    rows: int = setting(7, "MinHash values in a band; bands x rows values a signature")
+    jaccard: float = setting(0.8, "Jaccard similarity of word shingles at which two documents are duplicates")
+    boilerplate: bool = setting(True, "keep paragraphs found in many documents", negated="--keep-boilerplate")
+    boilerplate_min_documents: int = setting(5, "a paragraph in this many documents or more is boilerplate")
+    boilerplate_min_words: int = setting(8, "shorter paragraphs are never boilerplate (headings, dialogue)")
+    exclude: tuple[str, ...] = ()  # text to keep out (--exclude FILE...): JSONL or plain text
+    exclude_ngram: int = setting(13, "words in the n-grams that --exclude text is matched by")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.shingle_words <= 16:
+            problems.append("--shingle-words must be 1-16")
+        if self.bands < 1 or self.rows < 1 or self.bands * self.rows > 1024:
+            problems.append("--bands and --rows must be positive, with bands x rows at most 1024")
+        if not 0 < self.jaccard <= 1:
+            problems.append("--jaccard must be in (0, 1]")
+        if self.boilerplate_min_documents < 2 or self.boilerplate_min_words < 1:
+            problems.append("--boilerplate-min-documents must be at least 2 and --boilerplate-min-words at least 1")
+        if not 1 <= self.exclude_ngram <= 16:
+            problems.append("--exclude-ngram must be 1-16")
+        if problems:
+            raise UserError("; ".join(problems))
+
+    @property
+    def num_hashes(self) -> int:
+        return self.bands * self.rows
+
+    def to_manifest(self) -> dict:
+        """The summary's and manifest's record of the parameters, field by field."""
+        return {"version": DEDUP_VERSION, "shingle_words": self.shingle_words, "bands": self.bands,
+                "rows": self.rows, "jaccard": self.jaccard,
+                "verified_at": round(fingerprints.acceptance(self.jaccard, self.num_hashes), 4),
+                "boilerplate": self.boilerplate, "boilerplate_min_documents": self.boilerplate_min_documents,
+                "boilerplate_min_words": self.boilerplate_min_words, "exclude_ngram": self.exclude_ngram}
+
+
+def read_documents(read_range: ReadRange) -> Iterator[Document]:
+    with FileSystems.open(read_range.path, compression_type="uncompressed") as f:
+        for record in textformats.read_jsonl_records(f, read_range.start, read_range.end):
+            if record.error:
+                raise UserError(f"{read_range.path}: record at byte {record.offset}: {record.error}")
+            yield Document.from_record(record.fields)
+
+
+def _document_words(document: Document) -> list[list[str]]:
+    return [fingerprints.words(sentence) for sentence in document.sentences]
+
+
+def _write_runs(directory: str, range_index: int, written: list):
+    def write(bucket: int, part: int, items: list[tuple[int, bytes]]) -> None:
+        path = FileSystems.join(directory, f"{bucket:03d}", f"{range_index:05d}-{part:05d}.run")
+        with atomic.created(path) as f:
+            runs.write_run(f, items)
+        written.append((bucket, path))
+    return write
+
+
+@contextlib.contextmanager
+def _opened(paths: list[str]) -> Iterator[Iterator[tuple[int, bytes]]]:
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(FileSystems.open(p, compression_type="uncompressed")) for p in sorted(paths)]
+        block = runs.read_block_bytes(len(files))
+        yield runs.merge(runs.read_run(f, block) for f in files)
+
+
+def _groups(items: Iterator[tuple[int, bytes]]) -> Iterator[list[bytes]]:
+    """The records of each key, for keys that more than one record has."""
+    key, group = None, []
+    for item_key, record in items:
+        if item_key != key:
+            if len(group) > 1:
+                yield group
+            key, group = item_key, []
+        group.append(record)
+    if len(group) > 1:
+        yield group
+
+
+# --- pass 1: match ------------------------------------------------------------
+
+
+class Fingerprint(beam.DoFn):
+    """A range's documents → exact and band records, as sorted runs per bucket."""
+
+    def __init__(self, config: DedupConfig, work_dir: str):
+        self._config = config
+        self._work_dir = work_dir
+
+    def setup(self) -> None:
+        self._hasher = fingerprints.WordHasher()
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
+        config = self._config
+        for read_range in keyed[1]:
+            written: list[tuple[int, str]] = []
+            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES,
+                                    _write_runs(FileSystems.join(self._work_dir, "bands"), read_range.index, written))
+            for document in read_documents(read_range):
+                doc_words = [w for sentence in _document_words(document) for w in sentence]
+                ident = document.id.encode("utf-8")
+                exact = fingerprints.exact_key(doc_words)
+                key = int.from_bytes(exact[:8], "little")
+                buffer.add(key % BUCKETS, key, bytes([_EXACT]) + exact + ident)
+                shingles = fingerprints.ngram_hashes(self._hasher(doc_words), config.shingle_words)
+                if len(shingles) == 0:  # shorter than a shingle: only its exact copies are found
+                    continue
+                signature = fingerprints.minhash(shingles, config.num_hashes)
+                sketch = fingerprints.sketch(signature)
+                for key in fingerprints.band_keys(signature, config.bands, config.rows):
+                    buffer.add(key % BUCKETS, key, bytes([_NEAR]) + sketch + ident)
+            buffer.flush()
+            yield from written
+
+
+def match_group(group: list[bytes], config: DedupConfig) -> Iterator[tuple[str, str, str, float]]:
+    """Verified pairs (id, earlier id, how, estimated Jaccard) of one candidate
+    group: records of one key. Members are taken in id order, each checked
+    against the earlier ones until one verifies it; that is enough for the
+    clusters, and their order does not depend on the runs."""
+    exact_size, sketch_size = 16, config.num_hashes
+    members: dict[int, list[tuple[str, bytes]]] = {_EXACT: [], _NEAR: []}
+    for record in group:
+        kind = record[0]
+        size = exact_size if kind == _EXACT else sketch_size
+        members[kind].append((record[1 + size:].decode("utf-8"), record[1:1 + size]))
+    first_of: dict[bytes, str] = {}
+    for ident, key in sorted(members[_EXACT]):
+        if key in first_of:
+            yield ident, first_of[key], "exact", 1.0
+        else:
+            first_of[key] = ident
+    accept = fingerprints.acceptance(config.jaccard, config.num_hashes)
+    earlier: list[tuple[str, bytes]] = []
+    for ident, sketch in sorted(members[_NEAR]):
+        for other, other_sketch in earlier[:_MAX_COMPARISONS]:
+            estimate = fingerprints.estimate_jaccard(sketch, other_sketch)
+            if estimate >= accept:
+                yield ident, other, "near", round(estimate, 4)
+                break
+        earlier.append((ident, sketch))
+
+
+class MatchBucket(beam.DoFn):
+    """One bucket's runs → the verified pairs of its candidate groups, in a file."""
+
+    def __init__(self, config: DedupConfig, work_dir: str):
+        self._config = config
+        self._work_dir = work_dir
+
+    def process(self, keyed: tuple[int, list[str]]) -> Iterator[tuple[int, dict]]:
+        bucket, paths = keyed
+        counts = Counter()
+        path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.tsv")
+        with _opened(list(paths)) as items, atomic.created(path) as out:
+            for group in _groups(items):
+                counts["candidate_groups"] += 1
+                for pair in match_group(group, self._config):
+                    counts["verified_pairs"] += 1
+                    out.write(("\t".join(map(str, pair)) + "\n").encode("utf-8"))
+        FileSystems.delete(sorted(set(paths)))
+        yield 0, {"path": path, "counts": dict(counts)}
+
+
+class Cluster(beam.DoFn):
+    """Every verified pair → clusters → duplicates.jsonl, sorted by id."""
+
+    def __init__(self, output_dir: str, work_dir: str):
+        self._output_dir = output_dir
+        self._work_dir = work_dir
+
+    def process(self, keyed: tuple[int, list[dict]]) -> Iterator[dict]:
+        clusters = fingerprints.Clusters()
+        how: dict[str, tuple[bool, float]] = {}  # id -> its strongest pair: (exact, estimate)
+        counts = Counter()
+        for part in sorted(keyed[1], key=lambda p: p["path"]):
+            counts.update(part["counts"])
+            with FileSystems.open(part["path"], compression_type="uncompressed") as f:
+                for line in f.read().decode("utf-8").splitlines():
+                    a, b, kind, estimate = line.split("\t")
+                    clusters.join(a, b)
+                    strength = (kind == "exact", float(estimate))
+                    for ident in (a, b):
+                        how[ident] = max(how.get(ident, strength), strength)
+        duplicates = clusters.duplicates()
+        with atomic.created(FileSystems.join(self._output_dir, DUPLICATES)) as f:
+            for ident, kept in duplicates.items():
+                exact, estimate = how[ident]
+                f.write((json.dumps({"id": ident, "duplicate_of": kept, "match": "exact" if exact else "near",
+                                     "jaccard": estimate},
+                                    ensure_ascii=False) + "\n").encode("utf-8"))
+        exact = sum(how[ident][0] for ident in duplicates)
+        result = {"candidate_groups": counts["candidate_groups"], "verified_pairs": counts["verified_pairs"],
+                  "clusters": len(set(duplicates.values())), "exact": exact, "near": len(duplicates) - exact}
+        with atomic.created(FileSystems.join(self._work_dir, "match.json")) as f:
+            f.write(json.dumps(result).encode("utf-8"))
+        yield result
+
+
+def build_match(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupConfig, output_dir: str,
+                work_dir: str) -> None:
+    (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Fingerprint" >> beam.ParDo(Fingerprint(config, work_dir))
+        | "GroupBuckets" >> beam.GroupByKey()
+        | "Match" >> beam.ParDo(MatchBucket(config, work_dir))
+        | "GatherPairs" >> beam.GroupByKey()
+        | "Cluster" >> beam.ParDo(Cluster(output_dir, work_dir))
+    )
+
+
+def _largest_first(ranges: list[ReadRange]) -> list[ReadRange]:
+    return sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
+
+
+def read_duplicates(output_dir: str) -> dict[str, str]:
+    path = FileSystems.join(output_dir, DUPLICATES)
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return {entry["id"]: entry["duplicate_of"]
+                for entry in map(json.loads, f.read().decode("utf-8").splitlines())}
+
+
+# --- pass 2: boilerplate ------------------------------------------------------
+
+
+def _paragraph_keys(document: Document, doc_words: list[list[str]], min_words: int) -> list[int | None]:
+    """Each paragraph's key, None for a paragraph too short to be boilerplate."""
+    keys = []
+    for first, end in document.paragraph_spans():
+        paragraph = [w for sentence in doc_words[first:end] for w in sentence]
+        keys.append(fingerprints.paragraph_key(paragraph) if len(paragraph) >= min_words else None)
+    return keys
+
+
+class CountParagraphs(beam.DoFn):
+    def __init__(self, config: DedupConfig, output_dir: str, work_dir: str):
+        self._config = config
+        self._output_dir = output_dir
+        self._work_dir = work_dir
+
+    def setup(self) -> None:
+        self._removed = read_duplicates(self._output_dir)
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
+        for read_range in keyed[1]:
+            written: list[tuple[int, str]] = []
+            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, _write_runs(FileSystems.join(self._work_dir, "paragraphs"),
+                                                                   read_range.index, written))
+            for document in read_documents(read_range):
+                if document.id in self._removed:
+                    continue
+                keys = _paragraph_keys(document, _document_words(document), self._config.boilerplate_min_words)
+                for key in sorted({k for k in keys if k is not None}):  # once a document
+                    buffer.add(key % PARAGRAPH_BUCKETS, key, b"")
+            buffer.flush()
+            yield from written
+
+
+class FindBoilerplate(beam.DoFn):
+    def __init__(self, min_documents: int):
+        self._min_documents = min_documents
+
+    def process(self, keyed: tuple[int, list[str]]) -> Iterator[tuple[int, list[int]]]:
+        _, paths = keyed
+        found = []
+        with _opened(list(paths)) as items:
+            key, count = None, 0
+            for item_key, _ in items:
+                if item_key != key:
+                    if count >= self._min_documents:
+                        found.append(key)
+                    key, count = item_key, 0
+                count += 1
+            if count >= self._min_documents:
+                found.append(key)
+        FileSystems.delete(sorted(set(paths)))
+        yield 0, found
+
+
+class WriteBoilerplate(beam.DoFn):
+    def __init__(self, work_dir: str):
+        self._work_dir = work_dir
+
+    def process(self, keyed: tuple[int, list[list[int]]]) -> Iterator[int]:
+        keys = np.array(sorted(k for part in keyed[1] for k in part), dtype=np.uint64)
+        with atomic.created(FileSystems.join(self._work_dir, "boilerplate.npy")) as f:
+            np.save(f, keys)
+        yield len(keys)
+
+
+def build_boilerplate(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupConfig, output_dir: str,
+                      work_dir: str) -> None:
+    (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Count" >> beam.ParDo(CountParagraphs(config, output_dir, work_dir))
+        | "GroupBuckets" >> beam.GroupByKey()
+        | "Find" >> beam.ParDo(FindBoilerplate(config.boilerplate_min_documents))
+        | "Gather" >> beam.GroupByKey()
+        | "Write" >> beam.ParDo(WriteBoilerplate(work_dir))
+    )
+
+
+# --- decontamination -----------------------------------------------------------
+
+
+def _exclude_texts(path: str) -> Iterator[tuple[str, str]]:
+    """(place, text) of an exclude file: every string of each JSONL record,
+    or each paragraph of plain text."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            data = f.read()
+    except (OSError, Exception) as error:  # Beam's filesystems raise their own errors
+        if isinstance(error, UserError):
+            raise
+        raise UserError(f"--exclude {path}: cannot read it ({error})") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"--exclude {path}: not UTF-8 text (byte {error.start})") from error
+    if path.endswith((".jsonl", ".json")):
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"--exclude {path}: line {number}: invalid JSON ({error.msg})") from error
+            yield f"line {number}", " ".join(_strings(record))
+    else:
+        yield "text", text
+
+
+def _strings(value) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def exclude_table(paths: tuple[str, ...], n: int) -> list[np.ndarray]:
+    """The sorted, distinct n-gram hashes of each exclude file. The texts of a
+    JSONL file are taken apart: no n-gram spans two records or two fields."""
+    hasher = fingerprints.WordHasher()
+    tables = []
+    for path in paths:
+        parts = [fingerprints.ngram_hashes(hasher(fingerprints.words(piece)), n)
+                 for _, text in _exclude_texts(path) for piece in text.split("\n\n") if piece.strip()]
+        tables.append(np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64))
+    return tables
+
+
+def contaminated_sentences(doc_words: list[list[str]], hasher: fingerprints.WordHasher,
+                           tables: list[np.ndarray], n: int) -> list[int]:
+    """For each sentence, the index of the first exclude file that shares an
+    n-gram with it (n-grams run across sentences), or -1."""
+    marks = [-1] * len(doc_words)
+    flat = [w for sentence in doc_words for w in sentence]
+    if len(flat) < n or not tables:
+        return marks
+    ngrams = fingerprints.ngram_hashes(hasher(flat), n)
+    sentence_of = np.repeat(np.arange(len(doc_words)), [len(s) for s in doc_words])
+    for index, table in enumerate(tables):
+        if len(table) == 0:
+            continue
+        at = np.searchsorted(table, ngrams)
+        hits = np.flatnonzero(table[np.minimum(at, len(table) - 1)] == ngrams)
+        for start in hits.tolist():
+            for sentence in range(sentence_of[start], sentence_of[start + n - 1] + 1):
+                if marks[sentence] < 0:
+                    marks[sentence] = index
+    return marks
+
+
+# --- pass 3: write -------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Removal:
+    outcomes: Counter = dataclasses.field(default_factory=Counter)
+    by_source: dict = dataclasses.field(default_factory=dict)
+    boilerplate_paragraphs: int = 0
+    boilerplate_sentences: int = 0
+    exclude: list = dataclasses.field(default_factory=list)  # per file: sentences, documents touched, removed
+    skips: list = dataclasses.field(default_factory=list)
+
+
+def _kept(document: Document, keep: list[bool]) -> Document:
+    """The document with only the sentences marked to keep; sections and
+    paragraphs renumbered (a paragraph left without a sentence goes)."""
+    new_index = np.cumsum([0] + [int(k) for k in keep]).tolist()
+    sentences = tuple(s for s, k in zip(document.sentences, keep) if k)
+    paragraphs = []
+    for first, end in document.paragraph_spans() if document.paragraphs else []:
+        if new_index[end] > new_index[first]:
+            paragraphs.append(new_index[first])
+    sections = tuple(Section(s.title, s.level, new_index[min(s.first_sentence, len(keep))])
+                     for s in document.sections)
+    return dataclasses.replace(document, sentences=sentences, sections=sections, paragraphs=tuple(paragraphs))
+
+
+class WriteRange(beam.DoFn):
+    def __init__(self, config: DedupConfig, output_dir: str, work_dir: str, range_count: int,
+                 exclude_count: int):
+        self._config = config
+        self._output_dir = output_dir
+        self._work_dir = work_dir
+        self._range_count = range_count
+        self._exclude_count = exclude_count
+
+    def setup(self) -> None:
+        self._removed = read_duplicates(self._output_dir)
+        self._boilerplate = np.zeros(0, dtype=np.uint64)
+        if self._config.boilerplate:
+            with FileSystems.open(FileSystems.join(self._work_dir, "boilerplate.npy")) as f:
+                self._boilerplate = np.load(f)
+        self._tables = []
+        if self._exclude_count:
+            with FileSystems.open(FileSystems.join(self._work_dir, "exclude.npz")) as f:
+                stored = np.load(f)
+                self._tables = [stored[f"file{i}"] for i in range(self._exclude_count)]
+        self._hasher = fingerprints.WordHasher()
+
+    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, dict]]:
+        for read_range in keyed[1]:
+            yield 0, self._write(read_range)
+
+    def _write(self, read_range: ReadRange) -> dict:
+        started = time.monotonic()
+        names = extract.output_names(read_range.index, self._range_count)
+        removal = _Removal(exclude=[[0, 0, 0] for _ in range(self._exclude_count)])
+        kept = sentences = characters = 0
+        with (
+            atomic.created(FileSystems.join(self._output_dir, names["jsonl"])) as jsonl,
+            atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
+        ):
+            for document in read_documents(read_range):
+                result = self._clean(document, removal)
+                source = removal.by_source.setdefault(document.source, Counter())
+                if isinstance(result, Outcome):
+                    removal.outcomes[result.value] += 1
+                    source[result.value] += 1
+                    continue
+                kept += 1
+                sentences += len(result.sentences)
+                characters += sum(len(s) for s in result.sentences)
+                jsonl.write((result.to_json() + "\n").encode("utf-8"))
+                text.write(result.to_bert_text().encode("utf-8"))
+        _LOG.info("dedup: range %d/%d written in %.1fs: %d documents kept", read_range.index + 1,
+                  self._range_count, time.monotonic() - started, kept)
+        return {"range": read_range.index, "kept": kept, "sentences": sentences, "characters": characters,
+                "outcomes": dict(removal.outcomes),
+                "by_source": {s: dict(c) for s, c in removal.by_source.items()},
+                "boilerplate_paragraphs": removal.boilerplate_paragraphs,
+                "boilerplate_sentences": removal.boilerplate_sentences,
+                "exclude": removal.exclude, "skips": removal.skips, "outputs": names}
+
+    def _clean(self, document: Document, removal: _Removal) -> Document | Outcome:
+        if document.id in self._removed:
+            return Outcome.DUPLICATE
+        config = self._config
+        keep = [True] * len(document.sentences)
+        doc_words = _document_words(document) if (len(self._boilerplate) or self._tables) else []
+        if len(self._boilerplate):
+            keys = _paragraph_keys(document, doc_words, config.boilerplate_min_words)
+            for (first, end), key in zip(document.paragraph_spans(), keys):
+                if key is not None and _contains(self._boilerplate, key):
+                    removal.boilerplate_paragraphs += 1
+                    removal.boilerplate_sentences += end - first
+                    keep[first:end] = [False] * (end - first)
+        if self._tables:
+            marks = contaminated_sentences(doc_words, self._hasher, self._tables, config.exclude_ngram)
+            touched = set()
+            for index, mark in enumerate(marks):
+                if mark >= 0 and keep[index]:
+                    keep[index] = False
+                    removal.exclude[mark][0] += 1
+                    touched.add(mark)
+            for mark in touched:
+                removal.exclude[mark][1] += 1
+            if touched and not any(keep):
+                removal.exclude[min(touched)][2] += 1
+                removal.skips.append(dataclasses.asdict(Skip(
+                    Outcome.CONTAMINATED, "", f"document {document.id}",
+                    f"every sentence shares a {config.exclude_ngram}-gram with {config.exclude[min(touched)]}"))
+                    | {"outcome": Outcome.CONTAMINATED.value})
+                return Outcome.CONTAMINATED
+        if not any(keep):
+            removal.skips.append(dataclasses.asdict(Skip(Outcome.EMPTY, "", f"document {document.id}",
+                                                         "only boilerplate paragraphs")) | {"outcome": "empty"})
+            return Outcome.EMPTY
+        return document if all(keep) else _kept(document, keep)
+
+
+def _contains(table: np.ndarray, key: int) -> bool:
+    at = int(np.searchsorted(table, np.uint64(key)))
+    return at < len(table) and int(table[at]) == key
+
+
+class WriteSummary(beam.DoFn):
+    def __init__(self, output_dir: str, work_dir: str, upstream: dict, config: DedupConfig):
+        self._output_dir = output_dir
+        self._work_dir = work_dir
+        self._upstream = upstream
+        self._config = config
+
+    def process(self, keyed: tuple[int, list[dict]]) -> Iterator[dict]:
+        with FileSystems.open(FileSystems.join(self._work_dir, "match.json")) as f:
+            matched = json.loads(f.read())
+        boilerplate_keys = None
+        if self._config.boilerplate:
+            with FileSystems.open(FileSystems.join(self._work_dir, "boilerplate.npy")) as f:
+                boilerplate_keys = len(np.load(f))
+        summary = dedup_summary(self._upstream, sorted(keyed[1], key=lambda r: r["range"]), matched,
+                                boilerplate_keys, self._config)
+        with atomic.created(FileSystems.join(self._output_dir, extract.SUMMARY)) as f:
+            f.write((json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        yield summary
+
+
+def build_write(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupConfig, output_dir: str,
+                work_dir: str, upstream: dict) -> None:
+    (
+        pipeline
+        | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
+        | "Distribute" >> beam.GroupByKey()
+        | "Write" >> beam.ParDo(WriteRange(config, output_dir, work_dir, len(ranges), len(config.exclude)))
+        | "Gather" >> beam.GroupByKey()
+        | "Summary" >> beam.ParDo(WriteSummary(output_dir, work_dir, upstream, config))
+    )
+
+
+# --- accounting ----------------------------------------------------------------
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """Extract summaries (or earlier dedup summaries) as one: counts summed,
+    lists joined, the first value of anything else."""
+    def merge(a, b):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: merge(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+        if isinstance(a, list) and isinstance(b, list):
+            return a + b
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return a + b
+        return a
+    merged: dict = {}
+    for summary in summaries:
+        merged = merge(merged, {k: v for k, v in summary.items() if k not in ("directory", "dedup")}) \
+            if merged else {k: v for k, v in summary.items() if k not in ("directory", "dedup")}
+    return merged
+
+
+def dedup_summary(upstream: dict, reports: list[dict], matched: dict, boilerplate_keys: int | None,
+                  config: DedupConfig) -> dict:
+    """The dedup output's summary.json: the upstream accounting with each
+    removed document moved from `article` to its outcome (so the counts
+    still add up to what was read), and the `dedup` block."""
+    summary = dict(upstream)
+    removed: Counter = Counter()
+    for report in reports:
+        removed.update(report["outcomes"])
+    outcomes = Counter(summary["outcomes"])
+    outcomes[Outcome.ARTICLE.value] -= sum(removed.values())
+    outcomes.update(removed)
+    by_source = {source: Counter(counts) for source, counts in summary["by_source"].items()}
+    for report in reports:
+        for source, counts in report["by_source"].items():
+            target = by_source.setdefault(source, Counter())
+            target[Outcome.ARTICLE.value] -= sum(counts.values())
+            target.update(counts)
+    kept = sum(r["kept"] for r in reports)
+    exclude = []
+    for index, path in enumerate(config.exclude):
+        totals = [sum(r["exclude"][index][i] for r in reports) for i in range(3)]
+        exclude.append({"file": path, "sentences_removed": totals[0], "documents_touched": totals[1],
+                        "documents_removed": totals[2]})
+    summary.update({
+        "format": extract.SUMMARY_FORMAT,
+        "read": sum(outcomes.values()),
+        "outcomes": {o.value: outcomes[o.value] for o in Outcome} | {k: v for k, v in outcomes.items()
+                                                                      if k not in {o.value for o in Outcome}},
+        "documents": kept,
+        "sentences": sum(r["sentences"] for r in reports),
+        "characters": sum(r["characters"] for r in reports),
+        "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+        "skipped_examples": list(summary.get("skipped_examples", [])) + [s for r in reports for s in r["skips"]],
+        "outputs": {"jsonl": [r["outputs"]["jsonl"] for r in reports],
+                    "text": [r["outputs"]["text"] for r in reports]},
+        "dedup": {
+            "config": config.to_manifest(),
+            "documents_in": upstream["documents"],
+            "documents_out": kept,
+            "duplicates": {"exact": matched["exact"], "near": matched["near"], "clusters": matched["clusters"],
+                           "candidate_groups": matched["candidate_groups"],
+                           "verified_pairs": matched["verified_pairs"], "file": DUPLICATES},
+            "boilerplate": None if boilerplate_keys is None else {
+                "distinct_paragraphs": boilerplate_keys,
+                "paragraphs_removed": sum(r["boilerplate_paragraphs"] for r in reports),
+                "sentences_removed": sum(r["boilerplate_sentences"] for r in reports),
+                "documents_emptied": removed[Outcome.EMPTY.value]},
+            "exclude": exclude,
+        },
+    })
+    return summary
