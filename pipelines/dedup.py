@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import time
@@ -50,7 +51,7 @@ from albertprep.pipelines import extract, fingerprints, runs, textformats
 from albertprep.pipelines.prepare import ReadRange
 
 _LOG = logging.getLogger(__name__)
-BUCKETS = 64  # of the match pass; a fixed number, so the files do not depend on the worker count
+BUCKETS = 64  # of the match pass, at most (bucket_count)
 PARAGRAPH_BUCKETS = 16
 _RUN_BUFFER_BYTES = 8 << 20  # what a task buffers before writing runs: its bound, whatever the corpus
 _MAX_COMPARISONS = 64  # earlier members of a candidate group a document is checked against
@@ -108,25 +109,97 @@ def read_documents(read_range: ReadRange) -> Iterator[Document]:
             yield Document.from_record(record.fields)
 
 
-def _document_words(document: Document) -> list[list[str]]:
-    return [fingerprints.words(sentence) for sentence in document.sentences]
+def paragraph_keys(document: Document, words: fingerprints.TextWords, min_words: int) -> np.ndarray:
+    """Each paragraph's key; _NO_KEY for one too short to be boilerplate."""
+    spans = np.array(document.paragraph_spans(), dtype=np.int64).reshape(-1, 2)
+    starts, ends = words.bounds[spans[:, 0]], words.bounds[spans[:, 1]]
+    keys = fingerprints.span_keys(words.hashes, starts, ends)
+    keys[(ends - starts) < min_words] = _NO_KEY
+    return keys
 
 
-def _write_runs(directory: str, range_index: int, written: list):
-    def write(bucket: int, part: int, items: list[tuple[int, bytes]]) -> None:
-        path = FileSystems.join(directory, f"{bucket:03d}", f"{range_index:05d}-{part:05d}.run")
-        with atomic.created(path) as f:
-            runs.write_run(f, items)
-        written.append((bucket, path))
-    return write
+_NO_KEY = 0  # in a paragraph table: a paragraph too short to be boilerplate
+
+
+def paragraph_table_path(work_dir: str, range_index: int) -> str:
+    """Each document's paragraph keys, written by pass 1 for passes 2 and 3."""
+    return FileSystems.join(work_dir, "tables", f"{range_index:05d}.npz")
+
+
+def _write_paragraph_table(path: str, ids: list[str], counts: list[int], keys: list[np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=np.array(ids, dtype=str), counts=np.array(counts, dtype=np.int64),
+             keys=np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64))
+    with atomic.created(path) as f:
+        f.write(buffer.getvalue())
+
+
+def read_paragraph_table(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(id, paragraph keys) of each document of a range, in the range's order."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        stored = np.load(io.BytesIO(f.read()))
+        ids, counts, keys = stored["ids"], stored["counts"], stored["keys"]
+    ends = np.cumsum(counts)
+    for ident, end, count in zip(ids.tolist(), ends.tolist(), counts.tolist()):
+        yield ident, keys[end - count:end]
+
+
+class _RunFile:
+    """A RunBuffer's runs in one file a flush, a bucket a segment: a task
+    writes one file, not one per bucket (creating a file costs far more
+    than writing a segment). The files go with the work directory."""
+
+    def __init__(self, directory: str, range_index: int):
+        self._directory, self._range = directory, range_index
+        self._part: int | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self.segments: list[tuple[int, tuple[str, int, int]]] = []  # (bucket, (path, offset, size))
+
+    def write(self, bucket: int, part: int, items: list[tuple[int, bytes]]) -> None:
+        if part != self._part:
+            self.close()
+            self._stack = contextlib.ExitStack()
+            self._path = FileSystems.join(self._directory, f"{self._range:05d}-{part:05d}.runs")
+            self._file = self._stack.enter_context(atomic.created(self._path))
+            self._part, self._offset = part, 0
+        runs.write_run(self._file, items)
+        size = runs.run_bytes(items)
+        self.segments.append((bucket, (self._path, self._offset, size)))
+        self._offset += size
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+
+class _Segment:
+    """The bytes [offset, offset + size) of an open file, read like a file."""
+
+    def __init__(self, file, offset: int, size: int):
+        file.seek(offset)
+        self._file, self._left = file, size
+
+    def read(self, size: int) -> bytes:
+        data = self._file.read(min(size, self._left)) if self._left > 0 else b""
+        self._left -= len(data)
+        return data
 
 
 @contextlib.contextmanager
-def _opened(paths: list[str]) -> Iterator[Iterator[tuple[int, bytes]]]:
+def _opened(segments: list[tuple[str, int, int]]) -> Iterator[Iterator[tuple[int, bytes]]]:
+    """The merged items of one bucket's segments."""
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(FileSystems.open(p, compression_type="uncompressed")) for p in sorted(paths)]
+        files = [_Segment(stack.enter_context(FileSystems.open(path, compression_type="uncompressed")), offset, size)
+                 for path, offset, size in sorted(segments)]
         block = runs.read_block_bytes(len(files))
         yield runs.merge(runs.read_run(f, block) for f in files)
+
+
+def bucket_count(ranges: list[ReadRange], most: int) -> int:
+    """Buckets of a pass: one a range (the merge's parallelism), at most
+    `most`. It depends on the input alone; what survives does not depend on it."""
+    return max(1, min(most, len(ranges)))
 
 
 def _groups(items: Iterator[tuple[int, bytes]]) -> Iterator[list[bytes]]:
@@ -148,34 +221,38 @@ def _groups(items: Iterator[tuple[int, bytes]]) -> Iterator[list[bytes]]:
 class Fingerprint(beam.DoFn):
     """A range's documents → exact and band records, as sorted runs per bucket."""
 
-    def __init__(self, config: DedupConfig, work_dir: str):
+    def __init__(self, config: DedupConfig, work_dir: str, buckets: int):
         self._config = config
         self._work_dir = work_dir
-
-    def setup(self) -> None:
-        self._hasher = fingerprints.WordHasher()
+        self._buckets = buckets
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
         config = self._config
         for read_range in keyed[1]:
-            written: list[tuple[int, str]] = []
-            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES,
-                                    _write_runs(FileSystems.join(self._work_dir, "bands"), read_range.index, written))
+            run_file = _RunFile(FileSystems.join(self._work_dir, "bands"), read_range.index)
+            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, run_file.write)
+            ids, counts, table_keys = [], [], []
             for document in read_documents(read_range):
-                doc_words = [w for sentence in _document_words(document) for w in sentence]
+                words = fingerprints.TextWords.of(document.sentences)
+                keys = paragraph_keys(document, words, config.boilerplate_min_words)
+                ids.append(document.id)
+                counts.append(len(keys))
+                table_keys.append(keys)
                 ident = document.id.encode("utf-8")
-                exact = fingerprints.exact_key(doc_words)
+                exact = fingerprints.exact_key(words.hashes)
                 key = int.from_bytes(exact[:8], "little")
-                buffer.add(key % BUCKETS, key, bytes([_EXACT]) + exact + ident)
-                shingles = fingerprints.ngram_hashes(self._hasher(doc_words), config.shingle_words)
+                buffer.add(key % self._buckets, key, bytes([_EXACT]) + exact + ident)
+                shingles = fingerprints.ngram_hashes(words.hashes, config.shingle_words)
                 if len(shingles) == 0:  # shorter than a shingle: only its exact copies are found
                     continue
                 signature = fingerprints.minhash(shingles, config.num_hashes)
                 sketch = fingerprints.sketch(signature)
                 for key in fingerprints.band_keys(signature, config.bands, config.rows):
-                    buffer.add(key % BUCKETS, key, bytes([_NEAR]) + sketch + ident)
+                    buffer.add(key % self._buckets, key, bytes([_NEAR]) + sketch + ident)
             buffer.flush()
-            yield from written
+            run_file.close()
+            _write_paragraph_table(paragraph_table_path(self._work_dir, read_range.index), ids, counts, table_keys)
+            yield from run_file.segments
 
 
 def match_group(group: list[bytes], config: DedupConfig) -> Iterator[tuple[str, str, str, float]]:
@@ -213,17 +290,16 @@ class MatchBucket(beam.DoFn):
         self._config = config
         self._work_dir = work_dir
 
-    def process(self, keyed: tuple[int, list[str]]) -> Iterator[tuple[int, dict]]:
-        bucket, paths = keyed
+    def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, dict]]:
+        bucket, segments = keyed
         counts = Counter()
         path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.tsv")
-        with _opened(list(paths)) as items, atomic.created(path) as out:
+        with _opened(list(segments)) as items, atomic.created(path) as out:
             for group in _groups(items):
                 counts["candidate_groups"] += 1
                 for pair in match_group(group, self._config):
                     counts["verified_pairs"] += 1
                     out.write(("\t".join(map(str, pair)) + "\n").encode("utf-8"))
-        FileSystems.delete(sorted(set(paths)))
         yield 0, {"path": path, "counts": dict(counts)}
 
 
@@ -268,7 +344,7 @@ def build_match(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupC
         pipeline
         | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
         | "Distribute" >> beam.GroupByKey()
-        | "Fingerprint" >> beam.ParDo(Fingerprint(config, work_dir))
+        | "Fingerprint" >> beam.ParDo(Fingerprint(config, work_dir, bucket_count(ranges, BUCKETS)))
         | "GroupBuckets" >> beam.GroupByKey()
         | "Match" >> beam.ParDo(MatchBucket(config, work_dir))
         | "GatherPairs" >> beam.GroupByKey()
@@ -290,47 +366,38 @@ def read_duplicates(output_dir: str) -> dict[str, str]:
 # --- pass 2: boilerplate ------------------------------------------------------
 
 
-def _paragraph_keys(document: Document, doc_words: list[list[str]], min_words: int) -> list[int | None]:
-    """Each paragraph's key, None for a paragraph too short to be boilerplate."""
-    keys = []
-    for first, end in document.paragraph_spans():
-        paragraph = [w for sentence in doc_words[first:end] for w in sentence]
-        keys.append(fingerprints.paragraph_key(paragraph) if len(paragraph) >= min_words else None)
-    return keys
-
-
 class CountParagraphs(beam.DoFn):
-    def __init__(self, config: DedupConfig, output_dir: str, work_dir: str):
+    def __init__(self, config: DedupConfig, output_dir: str, work_dir: str, buckets: int):
         self._config = config
         self._output_dir = output_dir
         self._work_dir = work_dir
+        self._buckets = buckets
 
     def setup(self) -> None:
         self._removed = read_duplicates(self._output_dir)
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
         for read_range in keyed[1]:
-            written: list[tuple[int, str]] = []
-            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, _write_runs(FileSystems.join(self._work_dir, "paragraphs"),
-                                                                   read_range.index, written))
-            for document in read_documents(read_range):
-                if document.id in self._removed:
+            run_file = _RunFile(FileSystems.join(self._work_dir, "paragraphs"), read_range.index)
+            buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, run_file.write)
+            for ident, keys in read_paragraph_table(paragraph_table_path(self._work_dir, read_range.index)):
+                if ident in self._removed:
                     continue
-                keys = _paragraph_keys(document, _document_words(document), self._config.boilerplate_min_words)
-                for key in sorted({k for k in keys if k is not None}):  # once a document
-                    buffer.add(key % PARAGRAPH_BUCKETS, key, b"")
+                for key in np.unique(keys[keys != _NO_KEY]).tolist():  # once a document
+                    buffer.add(key % self._buckets, key, b"")
             buffer.flush()
-            yield from written
+            run_file.close()
+            yield from run_file.segments
 
 
 class FindBoilerplate(beam.DoFn):
     def __init__(self, min_documents: int):
         self._min_documents = min_documents
 
-    def process(self, keyed: tuple[int, list[str]]) -> Iterator[tuple[int, list[int]]]:
-        _, paths = keyed
+    def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, list[int]]]:
+        _, segments = keyed
         found = []
-        with _opened(list(paths)) as items:
+        with _opened(list(segments)) as items:
             key, count = None, 0
             for item_key, _ in items:
                 if item_key != key:
@@ -340,7 +407,6 @@ class FindBoilerplate(beam.DoFn):
                 count += 1
             if count >= self._min_documents:
                 found.append(key)
-        FileSystems.delete(sorted(set(paths)))
         yield 0, found
 
 
@@ -361,7 +427,8 @@ def build_boilerplate(pipeline: beam.Pipeline, ranges: list[ReadRange], config: 
         pipeline
         | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
         | "Distribute" >> beam.GroupByKey()
-        | "Count" >> beam.ParDo(CountParagraphs(config, output_dir, work_dir))
+        | "Count" >> beam.ParDo(CountParagraphs(config, output_dir, work_dir,
+                                                bucket_count(ranges, PARAGRAPH_BUCKETS)))
         | "GroupBuckets" >> beam.GroupByKey()
         | "Find" >> beam.ParDo(FindBoilerplate(config.boilerplate_min_documents))
         | "Gather" >> beam.GroupByKey()
@@ -413,25 +480,22 @@ def _strings(value) -> Iterator[str]:
 def exclude_table(paths: tuple[str, ...], n: int) -> list[np.ndarray]:
     """The sorted, distinct n-gram hashes of each exclude file. The texts of a
     JSONL file are taken apart: no n-gram spans two records or two fields."""
-    hasher = fingerprints.WordHasher()
     tables = []
     for path in paths:
-        parts = [fingerprints.ngram_hashes(hasher(fingerprints.words(piece)), n)
+        parts = [fingerprints.ngram_hashes(fingerprints.TextWords.of([piece]).hashes, n)
                  for _, text in _exclude_texts(path) for piece in text.split("\n\n") if piece.strip()]
         tables.append(np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64))
     return tables
 
 
-def contaminated_sentences(doc_words: list[list[str]], hasher: fingerprints.WordHasher,
-                           tables: list[np.ndarray], n: int) -> list[int]:
+def contaminated_sentences(words: fingerprints.TextWords, tables: list[np.ndarray], n: int) -> list[int]:
     """For each sentence, the index of the first exclude file that shares an
     n-gram with it (n-grams run across sentences), or -1."""
-    marks = [-1] * len(doc_words)
-    flat = [w for sentence in doc_words for w in sentence]
-    if len(flat) < n or not tables:
+    marks = [-1] * (len(words.bounds) - 1)
+    if len(words.hashes) < n or not tables:
         return marks
-    ngrams = fingerprints.ngram_hashes(hasher(flat), n)
-    sentence_of = np.repeat(np.arange(len(doc_words)), [len(s) for s in doc_words])
+    ngrams = fingerprints.ngram_hashes(words.hashes, n)
+    sentence_of = np.repeat(np.arange(len(marks)), np.diff(words.bounds))
     for index, table in enumerate(tables):
         if len(table) == 0:
             continue
@@ -491,8 +555,6 @@ class WriteRange(beam.DoFn):
             with FileSystems.open(FileSystems.join(self._work_dir, "exclude.npz")) as f:
                 stored = np.load(f)
                 self._tables = [stored[f"file{i}"] for i in range(self._exclude_count)]
-        self._hasher = fingerprints.WordHasher()
-
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, dict]]:
         for read_range in keyed[1]:
             yield 0, self._write(read_range)
@@ -506,8 +568,10 @@ class WriteRange(beam.DoFn):
             atomic.created(FileSystems.join(self._output_dir, names["jsonl"])) as jsonl,
             atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
         ):
-            for document in read_documents(read_range):
-                result = self._clean(document, removal)
+            tables = read_paragraph_table(paragraph_table_path(self._work_dir, read_range.index))
+            for document, (ident, paragraph_keys) in zip(read_documents(read_range), tables, strict=True):
+                assert ident == document.id, (ident, document.id)  # the table is of this range
+                result = self._clean(document, paragraph_keys, removal)
                 source = removal.by_source.setdefault(document.source, Counter())
                 if isinstance(result, Outcome):
                     removal.outcomes[result.value] += 1
@@ -518,7 +582,7 @@ class WriteRange(beam.DoFn):
                 characters += sum(len(s) for s in result.sentences)
                 jsonl.write((result.to_json() + "\n").encode("utf-8"))
                 text.write(result.to_bert_text().encode("utf-8"))
-        _LOG.info("dedup: range %d/%d written in %.1fs: %d documents kept", read_range.index + 1,
+        _LOG.debug("dedup: range %d/%d written in %.1fs: %d documents kept", read_range.index + 1,
                   self._range_count, time.monotonic() - started, kept)
         return {"range": read_range.index, "kept": kept, "sentences": sentences, "characters": characters,
                 "outcomes": dict(removal.outcomes),
@@ -527,21 +591,21 @@ class WriteRange(beam.DoFn):
                 "boilerplate_sentences": removal.boilerplate_sentences,
                 "exclude": removal.exclude, "skips": removal.skips, "outputs": names}
 
-    def _clean(self, document: Document, removal: _Removal) -> Document | Outcome:
+    def _clean(self, document: Document, paragraph_keys: np.ndarray, removal: _Removal) -> Document | Outcome:
         if document.id in self._removed:
             return Outcome.DUPLICATE
         config = self._config
         keep = [True] * len(document.sentences)
-        doc_words = _document_words(document) if (len(self._boilerplate) or self._tables) else []
         if len(self._boilerplate):
-            keys = _paragraph_keys(document, doc_words, config.boilerplate_min_words)
-            for (first, end), key in zip(document.paragraph_spans(), keys):
-                if key is not None and _contains(self._boilerplate, key):
+            boilerplate = np.isin(paragraph_keys, self._boilerplate) & (paragraph_keys != _NO_KEY)
+            for (first, end), hit in zip(document.paragraph_spans(), boilerplate.tolist()):
+                if hit:
                     removal.boilerplate_paragraphs += 1
                     removal.boilerplate_sentences += end - first
                     keep[first:end] = [False] * (end - first)
         if self._tables:
-            marks = contaminated_sentences(doc_words, self._hasher, self._tables, config.exclude_ngram)
+            marks = contaminated_sentences(fingerprints.TextWords.of(document.sentences), self._tables,
+                                           config.exclude_ngram)
             touched = set()
             for index, mark in enumerate(marks):
                 if mark >= 0 and keep[index]:
@@ -562,11 +626,6 @@ class WriteRange(beam.DoFn):
                                                          "only boilerplate paragraphs")) | {"outcome": "empty"})
             return Outcome.EMPTY
         return document if all(keep) else _kept(document, keep)
-
-
-def _contains(table: np.ndarray, key: int) -> bool:
-    at = int(np.searchsorted(table, np.uint64(key)))
-    return at < len(table) and int(table[at]) == key
 
 
 class WriteSummary(beam.DoFn):

@@ -1,84 +1,75 @@
 """Fingerprints of text for the dedup stage: one implementation of each.
 
-- `words`: the normalisation every comparison uses. NFKC, case folded, and
-  cut into Unicode word characters, so punctuation, spacing, quotes, case
-  and encoding do not make two texts differ.
-- `exact_key`: 128 bits of the normalised words; equal keys are exact duplicates.
+- `TextWords`: the normalisation every comparison uses, and a 64-bit hash
+  of each word. Text is NFKC-normalised and case folded, then cut into runs
+  of word characters (Unicode letters and digits, and `_`: what `\\w`
+  matches), so punctuation, spacing, case, compatibility forms and encoding
+  do not make two texts differ. Hashing is vectorised over code points (a
+  polynomial hash of each word, mixed): one pass of NumPy over the text,
+  not a Python call per word.
+- `exact_key`: 128 bits of the words; equal keys are exact duplicates.
 - `minhash`: a MinHash signature of the set of word n-grams ("shingles"),
   `bands` x `rows` values; `band_keys` for locality-sensitive hashing (two
   documents become candidates when one band is equal); `sketch` keeps the
   low 8 bits of each value (b-bit minwise hashing, Li & Koenig 2010), what a
   candidate pair is verified with.
-- `ngram_hashes`: hashes of every word n-gram, for decontamination.
+- `ngram_hashes`: hashes of every word n-gram, shingles and decontamination alike.
 
-Every hash is a keyed BLAKE2b or a fixed-constant mix of one, never
-Python's hash() (salted per process): the same text gets the same
-fingerprint in every process, runner and run. Nothing here imports Beam.
+Every hash is a keyed BLAKE2b or a fixed-constant function, never Python's
+hash() (salted per process): the same text gets the same fingerprint in
+every process, runner and run. Nothing here imports Beam.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-_WORD = re.compile(r"\w+")
-_MASK64 = (1 << 64) - 1
-# The multiply-shift family of MinHash functions, h_j(x) = (a_j x + b_j) >> 32
-# on 64-bit words: fixed constants of the algorithm, not a data seed, so
-# signatures written by one run can be compared with another's.
-_FAMILY = np.random.Generator(np.random.PCG64(20210512)).integers(0, 2**63, size=(2, 1024), dtype=np.uint64)
-_A = _FAMILY[0] * np.uint64(2) + np.uint64(1)  # odd multipliers
-_B = _FAMILY[1]
 # Odd constants that weight the words of an n-gram by position.
 _POSITION = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                       0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                       0x27D4EB2F165667C5, 0x85EBCA77C2B2AE63, 0xA0761D6478BD642F, 0xE7037ED1A0B428DB,
                       0x8EBC6AF09C88C6E3, 0x589965CC75374CC3, 0x1D8E4E27C47D124F, 0xDB4F0B9175AE2165],
                      dtype=np.uint64)
-_SKETCH_BLOCK = 4096  # shingles hashed at once: 4096 x 112 values, 3.6 MB
-_WORD_CACHE_LIMIT = 1 << 20
+_BASE = 0x100000001B3  # the polynomial's base (FNV's prime): odd, so invertible modulo 2**64
+_CHUNK = 1 << 20  # code points hashed at once: bounds the arrays, whatever the text's length
 
 
-def words(text: str) -> list[str]:
-    """The normalised words of `text`."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+def _inverse(odd: int) -> int:
+    inverse = odd  # Newton's iteration for the inverse modulo 2**64
+    for _ in range(6):
+        inverse = inverse * (2 - odd * inverse) % (1 << 64)
+    return inverse
 
 
-def exact_key(document_words: Sequence[str]) -> bytes:
-    """16 bytes that are equal for texts with the same normalised words."""
-    return hashlib.blake2b(" ".join(document_words).encode("utf-8"), digest_size=16, person=b"exact").digest()
+def _powers(base: int, count: int) -> np.ndarray:
+    powers = np.empty(count, dtype=np.uint64)
+    powers[0] = 1
+    with np.errstate(over="ignore"):
+        powers[1:] = base
+        return np.cumprod(powers, dtype=np.uint64)
 
 
-def paragraph_key(paragraph_words: Sequence[str]) -> int:
-    """A 64-bit key of one paragraph's normalised words (boilerplate counting)."""
-    digest = hashlib.blake2b(" ".join(paragraph_words).encode("utf-8"), digest_size=8, person=b"paragraph")
-    return int.from_bytes(digest.digest(), "little")
+_POWERS = _INVERSE_POWERS = None
+_IS_WORD = None  # per code point below 2**16; every code point above is a word character
 
 
-class WordHasher:
-    """64-bit hashes of words, memoised: a corpus repeats its words, and a
-    BLAKE2b call costs ten times a dict lookup. The cache is bounded."""
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    global _POWERS, _INVERSE_POWERS, _IS_WORD
+    if _IS_WORD is None:
+        _POWERS = _powers(_BASE, _CHUNK + 1)
+        _INVERSE_POWERS = _powers(_inverse(_BASE), _CHUNK + 1)
+        _IS_WORD = np.array([chr(c).isalnum() or c == 95 for c in range(1 << 16)], dtype=bool)
+    return _POWERS, _INVERSE_POWERS, _IS_WORD
 
-    def __init__(self) -> None:
-        self._cache: dict[str, int] = {}
 
-    def __call__(self, document_words: Iterable[str]) -> np.ndarray:
-        cache = self._cache
-        if len(cache) > _WORD_CACHE_LIMIT:
-            cache.clear()
-        values = []
-        for word in document_words:
-            value = cache.get(word)
-            if value is None:
-                value = cache[word] = int.from_bytes(
-                    hashlib.blake2b(word.encode("utf-8"), digest_size=8, person=b"word").digest(), "little")
-            values.append(value)
-        return np.array(values, dtype=np.uint64)
+def normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -86,6 +77,89 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+def _chunk_words(code_points: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash, start offset) of each word of a chunk of at most _CHUNK code points."""
+    powers, inverse_powers, is_word_table = _tables()
+    n = len(code_points)
+    is_word = np.ones(n, dtype=bool)
+    low = code_points < 0x10000
+    is_word[low] = is_word_table[code_points[low]]
+    edges = np.diff(np.concatenate(([False], is_word, [False])).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(code_points.astype(np.uint64) * powers[:n], out=prefix[1:])
+        raw = (prefix[ends] - prefix[starts]) * inverse_powers[starts]
+        lengths = (ends - starts).astype(np.uint64)
+        return _mix(raw ^ (lengths * np.uint64(0x9E3779B97F4A7C15))), starts + offset
+
+
+def _cut(code_points: np.ndarray, limit: int) -> int:
+    """Where to end a chunk of at most `limit` code points: after its last
+    space or newline, so no word is cut (anywhere, if it has none)."""
+    if len(code_points) <= limit:
+        return len(code_points)
+    window = code_points[:limit]
+    spaces = np.flatnonzero((window == 32) | (window == 10))
+    return int(spaces[-1]) + 1 if len(spaces) else limit
+
+
+@dataclasses.dataclass(frozen=True)
+class TextWords:
+    """The words of a text made of pieces (sentences), as hashes, and where
+    each piece's words begin: `bounds[i]:bounds[i + 1]` are piece i's."""
+
+    hashes: np.ndarray  # uint64, one per word
+    bounds: np.ndarray  # int64, len(pieces) + 1
+
+    @classmethod
+    def of(cls, pieces: Sequence[str]) -> TextWords:
+        normalized = [normalize(piece) for piece in pieces]
+        text = "\n".join(normalized)  # a separator no word crosses: pieces never share a word
+        code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        hashes, starts = [], []
+        at = 0
+        while at < len(code_points):
+            end = at + _cut(code_points[at:], _CHUNK)
+            chunk_hashes, chunk_starts = _chunk_words(code_points[at:end], at)
+            hashes.append(chunk_hashes)
+            starts.append(chunk_starts)
+            at = end
+        word_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+        word_starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+        piece_starts = np.cumsum([0] + [len(p) + 1 for p in normalized])
+        return cls(word_hashes, np.searchsorted(word_starts, piece_starts).astype(np.int64))
+
+    def between(self, first: int, end: int) -> np.ndarray:
+        """The word hashes of pieces [first, end)."""
+        return self.hashes[self.bounds[first]:self.bounds[end]]
+
+
+def exact_key(word_hashes: np.ndarray) -> bytes:
+    """16 bytes that are equal for texts with the same normalised words."""
+    return hashlib.blake2b(word_hashes.astype("<u8").tobytes(), digest_size=16, person=b"exact").digest()
+
+
+def span_keys(word_hashes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A 64-bit key of the words [start, end) of each span, all at once:
+    the mixed sum of each word's hash mixed with its place in the span, and
+    the span's length. Equal spans of words get equal keys; an empty span 0."""
+    lengths = (ends - starts).astype(np.int64)
+    keys = np.zeros(len(starts), dtype=np.uint64)
+    filled = lengths > 0
+    if not filled.any():
+        return keys
+    counts = lengths[filled]
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    place = np.arange(int(counts.sum())) - np.repeat(offsets, counts)  # each word's place in its span
+    words = np.repeat(starts[filled], counts) + place
+    with np.errstate(over="ignore"):
+        mixed = _mix(word_hashes[words] ^ (place.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)))
+        sums = np.add.reduceat(mixed, offsets)
+        keys[filled] = _mix(sums + lengths[filled].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    return keys
 
 
 def ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
@@ -103,14 +177,45 @@ def ngram_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
 
 def minhash(shingles: np.ndarray, num_hashes: int) -> np.ndarray:
     """The MinHash signature (uint32 x num_hashes) of a non-empty set of
-    shingle hashes: for each function of the family, its least value."""
-    a, b = _A[:num_hashes], _B[:num_hashes]
-    signature = np.full(num_hashes, np.iinfo(np.uint64).max, dtype=np.uint64)
+    shingle hashes, by one-permutation hashing (Li, Owen and Zhang 2012):
+    each shingle is hashed once, into one of `num_hashes` bins by its high
+    bits, and a bin keeps its least low bits. Two sets agree in a bin with
+    probability their Jaccard similarity, as with `num_hashes` separate
+    permutations, at the cost of one hash a shingle instead of `num_hashes`.
+    A bin that no shingle fell in (a short text) takes the value of the
+    first filled bin on its own fixed probe sequence ("optimal
+    densification", Shrivastava 2017), which keeps that probability."""
+    hashed = _mix(shingles ^ _SALT)
     with np.errstate(over="ignore"):
-        for at in range(0, len(shingles), _SKETCH_BLOCK):
-            block = shingles[at:at + _SKETCH_BLOCK, None]
-            np.minimum(signature, ((block * a + b) >> np.uint64(32)).min(axis=0), out=signature)
+        bins = ((hashed >> np.uint64(32)) * np.uint64(num_hashes)) >> np.uint64(32)
+    signature = np.full(num_hashes, _EMPTY, dtype=np.uint64)
+    np.minimum.at(signature, bins.astype(np.intp), hashed & np.uint64(0xFFFFFFFF))
+    empty = np.flatnonzero(signature == _EMPTY)
+    if len(empty):
+        filled = signature != _EMPTY
+        probes = _probes(num_hashes)[empty]  # empty bins x probe sequence
+        hit = filled[probes]
+        first = hit.argmax(axis=1)
+        source = probes[np.arange(len(empty)), first]
+        for row in np.flatnonzero(~hit.any(axis=1)).tolist():  # no probe hit: the next filled bin
+            source[row] = next((empty[row] + step) % num_hashes for step in range(1, num_hashes + 1)
+                               if filled[(empty[row] + step) % num_hashes])
+        signature[empty] = signature[source]
     return signature.astype(np.uint32)
+
+
+_SALT = np.uint64(0x2545F4914F6CDD1D)
+_EMPTY = np.uint64(1 << 32)
+_PROBE_COUNT = 64
+_PROBE_CACHE: dict[int, np.ndarray] = {}
+
+
+def _probes(num_hashes: int) -> np.ndarray:
+    """Each bin's fixed sequence of other bins to borrow from (a constant of the algorithm)."""
+    if num_hashes not in _PROBE_CACHE:
+        rng = np.random.Generator(np.random.PCG64(num_hashes))
+        _PROBE_CACHE[num_hashes] = rng.integers(0, num_hashes, size=(num_hashes, _PROBE_COUNT))
+    return _PROBE_CACHE[num_hashes]
 
 
 def band_keys(signature: np.ndarray, bands: int, rows: int) -> list[int]:

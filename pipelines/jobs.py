@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from albertprep.core.options import setting
 from albertprep.core.progress import Progress
 from albertprep.core.tokenizer import Tokenizer
 from albertprep.pipelines import dedup, extract, prepare, runners, sources
+
+_LOG = logging.getLogger(__name__)
 
 
 class JobError(UserError, ValueError):
@@ -308,9 +311,11 @@ def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, ru
     try:
         steps = [dedup.build_match] + ([dedup.build_boilerplate] if config.boilerplate else [])
         for build in steps:
+            started = time.monotonic()
             pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
             build(pipeline, ranges, config, output, work)
             _run(pipeline)
+            _LOG.info("dedup: %s pass done in %.1fs", build.__name__.removeprefix("build_"), time.monotonic() - started)
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
         dedup.build_write(pipeline, ranges, config, output, work, dedup.merge_summaries(summaries))
         outputs = [(extract.output_names(r.index, len(ranges))["jsonl"], r.end - r.start) for r in ranges]

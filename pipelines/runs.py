@@ -38,6 +38,11 @@ def write_run(file: BinaryIO, items: list[tuple[int, bytes]]) -> None:
         file.write(b"".join(pack(key, len(record)) + record for key, record in items[at:at + _WRITE_ITEMS]))
 
 
+def run_bytes(items: list[tuple[int, bytes]]) -> int:
+    """The size `write_run` gives `items`."""
+    return _ITEM.size * len(items) + sum(len(record) for _, record in items)
+
+
 def read_block_bytes(runs: int) -> int:
     """The block a merge of `runs` runs reads from each, so that together
     they stay within MERGE_BYTES (a big corpus has many small runs a shard)."""

@@ -151,9 +151,7 @@ def plant_articles(documents: list[Document], path: pathlib.Path, seed: int = 0)
 
 
 def shingle_set(document: Document, n: int = 5) -> set[int]:
-    hasher = fingerprints.WordHasher()
-    words = [w for sentence in document.sentences for w in fingerprints.words(sentence)]
-    return set(fingerprints.ngram_hashes(hasher(words), n).tolist())
+    return set(fingerprints.ngram_hashes(fingerprints.TextWords.of(document.sentences).hashes, n).tolist())
 
 
 def jaccard(a: set[int], b: set[int]) -> float:

@@ -11,11 +11,28 @@ import pytest
 from albertprep.pipelines import fingerprints as fp
 
 
+def _hashes(*pieces: str) -> list[int]:
+    return fp.TextWords.of(pieces).hashes.tolist()
+
+
 def test_words_ignore_case_punctuation_spacing_and_compatibility_forms():
-    assert fp.words("Hello,  WORLD! It's a \ufb01ne day…") == ["hello", "world", "it", "s", "a", "fine", "day"]
-    same = fp.exact_key(fp.words("The cat sat on the mat."))
-    assert fp.exact_key(fp.words("the CAT  sat -- on the mat")) == same
-    assert fp.exact_key(fp.words("The cat sat on the hat.")) != same
+    words = _hashes("Hello,  WORLD! It's a \ufb01ne day…")
+    assert words == _hashes("hello world it s a fine day")
+    assert len(set(words)) == 7
+    assert _hashes("Café — naïve") == _hashes("CAFÉ naïve")  # composed or not, upper or lower
+    assert _hashes("straße") == _hashes("STRASSE")  # case folded, not just lowered
+    assert _hashes("ab") != _hashes("ba") and _hashes("a b") != _hashes("ab")
+    same = fp.exact_key(fp.TextWords.of(["The cat sat on the mat."]).hashes)
+    assert fp.exact_key(fp.TextWords.of(["the CAT  sat --", "on the mat"]).hashes) == same
+    assert fp.exact_key(fp.TextWords.of(["The cat sat on the hat."]).hashes) != same
+
+
+def test_words_know_their_sentences_and_long_texts_are_cut_between_words():
+    words = fp.TextWords.of(["One two.", "", "Three, four five!"])
+    assert words.bounds.tolist() == [0, 2, 2, 5]
+    assert words.between(2, 3).tolist() == _hashes("three four five")
+    long = " ".join(f"w{i % 1000}" for i in range(400_000))  # over one chunk of code points
+    assert fp.TextWords.of([long]).hashes.tolist() == [_hashes(f"w{i}")[0] for i in range(1000)] * 400
 
 
 def _pair(similarity: float, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -61,23 +78,22 @@ def test_band_keys_are_equal_exactly_when_the_band_is():
 
 
 def test_shingles_need_enough_words_and_follow_word_order():
-    hasher = fp.WordHasher()
-    assert len(fp.ngram_hashes(hasher(["a", "b", "c", "d"]), 5)) == 0
-    forward = fp.ngram_hashes(hasher(list("abcdef")), 5)
+    assert len(fp.ngram_hashes(fp.TextWords.of(["a b c d"]).hashes, 5)) == 0
+    forward = fp.ngram_hashes(fp.TextWords.of(["a b c d e f"]).hashes, 5)
     assert len(forward) == 2
-    assert not set(forward) & set(fp.ngram_hashes(hasher(list("fedcba")), 5))
+    assert not set(forward) & set(fp.ngram_hashes(fp.TextWords.of(["f e d c b a"]).hashes, 5))
 
 
 def test_fingerprints_are_the_same_in_every_process():
-    code = ("from albertprep.pipelines import fingerprints as fp; h = fp.WordHasher(); "
-            "s = fp.minhash(fp.ngram_hashes(h(fp.words('one two three four five six seven eight')), 5), 112); "
-            "print(fp.band_keys(s, 16, 7)[0], fp.exact_key(fp.words('x y')).hex())")
+    code = ("from albertprep.pipelines import fingerprints as fp; w = fp.TextWords.of(['one two three four five six']);"
+            "s = fp.minhash(fp.ngram_hashes(w.hashes, 5), 112); "
+            "print(fp.band_keys(s, 16, 7)[0], fp.exact_key(w.hashes).hex())")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(outputs) == 1
-    hasher = fp.WordHasher()
-    signature = fp.minhash(fp.ngram_hashes(hasher(fp.words("one two three four five six seven eight")), 5), 112)
-    assert outputs == {f"{fp.band_keys(signature, 16, 7)[0]} {fp.exact_key(fp.words('x y')).hex()}\n"}
+    words = fp.TextWords.of(["one two three four five six"])
+    signature = fp.minhash(fp.ngram_hashes(words.hashes, 5), 112)
+    assert outputs == {f"{fp.band_keys(signature, 16, 7)[0]} {fp.exact_key(words.hashes).hex()}\n"}
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
@@ -87,3 +103,10 @@ def test_clusters_keep_the_smallest_id_whatever_the_order_of_pairs(order):
     for i in order:
         clusters.join(*pairs[i])
     assert clusters.duplicates() == {"c": "b", "d": "b", "e": "b", "y": "x"}
+
+
+def test_span_keys_are_equal_exactly_for_equal_words():
+    words = fp.TextWords.of(["a b c", "a b c", "a c b", "x", "", "a b c d"])
+    keys = fp.span_keys(words.hashes, words.bounds[:-1], words.bounds[1:]).tolist()
+    assert keys[0] == keys[1] and len(set(keys[1:4] + keys[5:])) == 4
+    assert keys[4] == 0  # an empty sentence
