@@ -8,16 +8,18 @@ runs faithfully; see extract.py):
    documents (pipelines/fingerprints.py): an exact key of the normalised
    words, and a MinHash signature of their word shingles cut into bands.
    It writes one record per band and one for the exact key, as sorted runs
-   in 64 buckets by key (pipelines/runs.py): no record goes through the
-   runner. Each bucket is merged; records with an equal key are a
-   candidate group, verified pair by pair from the signatures' sketches
+   in buckets by key (pipelines/runs.py; one file a task, a segment a
+   bucket): no record goes through the runner. It also writes each
+   document's paragraph keys, a table per range, for passes 2 and 3.
+   Each bucket is merged; records with an equal key are a candidate group,
+   verified pair by pair from the signatures' sketches
    (`fingerprints.acceptance`), and the verified pairs are written out.
    One step joins them into clusters (connected components, union-find over
    the ids that have a pair: never the corpus) and keeps each cluster's
    smallest id: duplicates.jsonl says what every other one duplicates.
-2. **Boilerplate** (unless turned off). The paragraphs of the documents
-   that survive are counted, one per document, the same way in buckets of
-   sorted runs; a paragraph of at least `boilerplate_min_words` words found
+2. **Boilerplate** (unless turned off). The paragraph keys of the
+   documents that survive are counted, once per document, the same way in
+   buckets of sorted runs; a paragraph of at least `boilerplate_min_words` words found
    in at least `boilerplate_min_documents` documents is boilerplate.
 3. **Write.** Each task writes its range's surviving documents without
    their boilerplate paragraphs and without the sentences that share an
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import logging
 import time
@@ -55,7 +58,8 @@ BUCKETS = 64  # of the match pass, at most (bucket_count)
 PARAGRAPH_BUCKETS = 16
 _RUN_BUFFER_BYTES = 8 << 20  # what a task buffers before writing runs: its bound, whatever the corpus
 _MAX_COMPARISONS = 64  # earlier members of a candidate group a document is checked against
-DUPLICATES = "duplicates.jsonl"
+DUPLICATES = "duplicates.jsonl"  # every removed duplicate: id, duplicate_of, match, jaccard; sorted by id
+_EXAMPLES = 20  # duplicates the summary (and so the manifest) names; the file names them all
 WORK = "dedup.tmp"  # the passes' runs and tables, inside the staging directory; gone when the run ends
 _EXACT, _NEAR = 0, 1
 DEDUP_VERSION = 1
@@ -102,11 +106,17 @@ class DedupConfig:
 
 
 def read_documents(read_range: ReadRange) -> Iterator[Document]:
+    for document, _ in read_documents_and_lines(read_range):
+        yield document
+
+
+def read_documents_and_lines(read_range: ReadRange) -> Iterator[tuple[Document, bytes]]:
+    """Each document of the range, and its JSONL line as read."""
     with FileSystems.open(read_range.path, compression_type="uncompressed") as f:
         for record in textformats.read_jsonl_records(f, read_range.start, read_range.end):
             if record.error:
                 raise UserError(f"{read_range.path}: record at byte {record.offset}: {record.error}")
-            yield Document.from_record(record.fields)
+            yield Document.from_record(record.fields), record.raw
 
 
 def paragraph_keys(document: Document, words: fingerprints.TextWords, min_words: int) -> np.ndarray:
@@ -332,7 +342,9 @@ class Cluster(beam.DoFn):
                                     ensure_ascii=False) + "\n").encode("utf-8"))
         exact = sum(how[ident][0] for ident in duplicates)
         result = {"candidate_groups": counts["candidate_groups"], "verified_pairs": counts["verified_pairs"],
-                  "clusters": len(set(duplicates.values())), "exact": exact, "near": len(duplicates) - exact}
+                  "clusters": len(set(duplicates.values())), "exact": exact, "near": len(duplicates) - exact,
+                  "examples": [{"id": ident, "duplicate_of": kept} for ident, kept in
+                               itertools.islice(duplicates.items(), _EXAMPLES)]}
         with atomic.created(FileSystems.join(self._work_dir, "match.json")) as f:
             f.write(json.dumps(result).encode("utf-8"))
         yield result
@@ -569,9 +581,10 @@ class WriteRange(beam.DoFn):
             atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
         ):
             tables = read_paragraph_table(paragraph_table_path(self._work_dir, read_range.index))
-            for document, (ident, paragraph_keys) in zip(read_documents(read_range), tables, strict=True):
+            for (document, line), (ident, paragraph_keys) in zip(read_documents_and_lines(read_range), tables,
+                                                                 strict=True):
                 assert ident == document.id, (ident, document.id)  # the table is of this range
-                result = self._clean(document, paragraph_keys, removal)
+                result = self._clean(document, paragraph_keys, removal, read_range.path)
                 source = removal.by_source.setdefault(document.source, Counter())
                 if isinstance(result, Outcome):
                     removal.outcomes[result.value] += 1
@@ -580,7 +593,9 @@ class WriteRange(beam.DoFn):
                 kept += 1
                 sentences += len(result.sentences)
                 characters += sum(len(s) for s in result.sentences)
-                jsonl.write((result.to_json() + "\n").encode("utf-8"))
+                # a document kept whole keeps its line, when the line is what to_json would write
+                same = result is document and b'"paragraphs":' in line
+                jsonl.write(line + b"\n" if same else (result.to_json() + "\n").encode("utf-8"))
                 text.write(result.to_bert_text().encode("utf-8"))
         _LOG.debug("dedup: range %d/%d written in %.1fs: %d documents kept", read_range.index + 1,
                   self._range_count, time.monotonic() - started, kept)
@@ -591,7 +606,8 @@ class WriteRange(beam.DoFn):
                 "boilerplate_sentences": removal.boilerplate_sentences,
                 "exclude": removal.exclude, "skips": removal.skips, "outputs": names}
 
-    def _clean(self, document: Document, paragraph_keys: np.ndarray, removal: _Removal) -> Document | Outcome:
+    def _clean(self, document: Document, paragraph_keys: np.ndarray, removal: _Removal,
+               path: str) -> Document | Outcome:
         if document.id in self._removed:
             return Outcome.DUPLICATE
         config = self._config
@@ -617,12 +633,12 @@ class WriteRange(beam.DoFn):
             if touched and not any(keep):
                 removal.exclude[min(touched)][2] += 1
                 removal.skips.append(dataclasses.asdict(Skip(
-                    Outcome.CONTAMINATED, "", f"document {document.id}",
+                    Outcome.CONTAMINATED, path, f"document {document.id}",
                     f"every sentence shares a {config.exclude_ngram}-gram with {config.exclude[min(touched)]}"))
                     | {"outcome": Outcome.CONTAMINATED.value})
                 return Outcome.CONTAMINATED
         if not any(keep):
-            removal.skips.append(dataclasses.asdict(Skip(Outcome.EMPTY, "", f"document {document.id}",
+            removal.skips.append(dataclasses.asdict(Skip(Outcome.EMPTY, path, f"document {document.id}",
                                                          "only boilerplate paragraphs")) | {"outcome": "empty"})
             return Outcome.EMPTY
         return document if all(keep) else _kept(document, keep)
@@ -724,7 +740,8 @@ def dedup_summary(upstream: dict, reports: list[dict], matched: dict, boilerplat
             "documents_out": kept,
             "duplicates": {"exact": matched["exact"], "near": matched["near"], "clusters": matched["clusters"],
                            "candidate_groups": matched["candidate_groups"],
-                           "verified_pairs": matched["verified_pairs"], "file": DUPLICATES},
+                           "verified_pairs": matched["verified_pairs"], "file": DUPLICATES,
+                           "examples": matched["examples"]},
             "boilerplate": None if boilerplate_keys is None else {
                 "distinct_paragraphs": boilerplate_keys,
                 "paragraphs_removed": sum(r["boilerplate_paragraphs"] for r in reports),

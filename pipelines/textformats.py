@@ -23,6 +23,7 @@ class TextRecord:
     lines: list[str] | None = None  # a sentence-per-line document
     fields: dict | None = None  # a JSONL record
     error: str = ""  # why the record could not be read
+    raw: bytes = b""  # the JSONL line as read (its newline stripped)
 
 
 def _first_line_start(f: BinaryIO, start: int) -> int:
@@ -119,7 +120,7 @@ def read_jsonl_records(f: BinaryIO, start: int, end: int) -> Iterator[TextRecord
         if not isinstance(fields, dict):
             yield TextRecord(offset, error=f"expected a JSON object, got {type(fields).__name__}")
             continue
-        yield TextRecord(offset, fields=fields)
+        yield TextRecord(offset, fields=fields, raw=raw.rstrip(b"\r\n"))
 
 
 def plan_byte_ranges(size: int, target_bytes: int) -> list[tuple[int, int]]:

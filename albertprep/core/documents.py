@@ -58,7 +58,7 @@ class Document:
             "source": self.source,
             "title": self.title,
             "sentences": list(self.sentences),
-            "sections": [dataclasses.astuple(s) for s in self.sections],
+            "sections": [[s.title, s.level, s.first_sentence] for s in self.sections],  # astuple: 10x slower
             "paragraphs": list(self.paragraphs),
         }
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))

@@ -186,6 +186,10 @@ def test_mistakes_get_one_line(corpus, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out" / "summary.json").exists()
+    capsys.readouterr()
+    assert cli.main(["prepare", str(BOOKS), "--output", str(tmp_path / "prepared"), "--exclude", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == "albertprep prepare: --exclude needs --dedup (the dedup stage is where " \
+        "excluded text is removed)"
 
 
 def test_prepare_dedup_runs_the_stage_first_and_records_it(tmp_path):
