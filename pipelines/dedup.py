@@ -106,17 +106,30 @@ class DedupConfig:
 
 
 def read_documents(read_range: ReadRange) -> Iterator[Document]:
-    for document, _ in read_documents_and_lines(read_range):
-        yield document
+    for document, _, _ in read_documents_and_lines(read_range):
+        if document is not None:
+            yield document
 
 
-def read_documents_and_lines(read_range: ReadRange) -> Iterator[tuple[Document, bytes]]:
-    """Each document of the range, and its JSONL line as read."""
+def read_documents_and_lines(read_range: ReadRange) -> Iterator[tuple[Document | None, bytes, Skip | None]]:
+    """Each record of the range: its document (None where the line is not
+    one: a documents file edited or cut by hand), its JSONL line as read,
+    and the skip to count for a line that is not a document."""
     with FileSystems.open(read_range.path, compression_type="uncompressed") as f:
         for record in textformats.read_jsonl_records(f, read_range.start, read_range.end):
-            if record.error:
-                raise UserError(f"{read_range.path}: record at byte {record.offset}: {record.error}")
-            yield Document.from_record(record.fields), record.raw
+            error = record.error
+            if not error:
+                try:
+                    document = Document.from_record(record.fields)
+                    if isinstance(document.id, str) and all(isinstance(x, str) for x in document.sentences):
+                        yield document, record.raw, None
+                        continue
+                    error = "an id or a sentence is not a string"
+                except (KeyError, TypeError, ValueError) as failure:
+                    error = f"not a document ({type(failure).__name__}: {failure})"
+            source = record.fields.get("source") if isinstance(record.fields, dict) else None
+            yield None, record.raw, Skip(Outcome.PARSE_ERROR, read_range.path, f"record at byte {record.offset}",
+                                         error + (f" [source {source}]" if isinstance(source, str) else ""))
 
 
 def paragraph_keys(document: Document, words: fingerprints.TextWords, min_words: int) -> np.ndarray:
@@ -581,8 +594,12 @@ class WriteRange(beam.DoFn):
             atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
         ):
             tables = read_paragraph_table(paragraph_table_path(self._work_dir, read_range.index))
-            for (document, line), (ident, paragraph_keys) in zip(read_documents_and_lines(read_range), tables,
-                                                                 strict=True):
+            for document, line, skip in read_documents_and_lines(read_range):
+                if document is None:  # counted, not written: the summary says where and why
+                    removal.outcomes[Outcome.PARSE_ERROR.value] += 1
+                    removal.skips.append(dataclasses.asdict(skip) | {"outcome": skip.outcome.value})
+                    continue
+                ident, paragraph_keys = next(tables)
                 assert ident == document.id, (ident, document.id)  # the table is of this range
                 result = self._clean(document, paragraph_keys, removal, read_range.path)
                 source = removal.by_source.setdefault(document.source, Counter())
@@ -708,8 +725,9 @@ def dedup_summary(upstream: dict, reports: list[dict], matched: dict, boilerplat
     for report in reports:
         removed.update(report["outcomes"])
     outcomes = Counter(summary["outcomes"])
-    outcomes[Outcome.ARTICLE.value] -= sum(removed.values())
     outcomes.update(removed)
+    # what was written, whatever the upstream count (a documents file edited by hand may hold more or fewer)
+    outcomes[Outcome.ARTICLE.value] = sum(r["kept"] for r in reports)
     by_source = {source: Counter(counts) for source, counts in summary["by_source"].items()}
     for report in reports:
         for source, counts in report["by_source"].items():

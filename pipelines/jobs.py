@@ -102,7 +102,11 @@ def _document_files(summaries: list[dict]) -> list[tuple[str, int]]:
     for summary in summaries:
         for name in summary["outputs"]["jsonl"]:
             path = FileSystems.join(summary["directory"], name)
-            files.append((path, FileSystems.match([path])[0].metadata_list[0].size_in_bytes))
+            found = FileSystems.match([path])[0].metadata_list
+            if not found:
+                raise JobError(f"{summary['directory']}: its {extract.SUMMARY} lists {name}, which is missing; "
+                               f"run the stage that wrote it again")
+            files.append((path, found[0].size_in_bytes))
     return files
 
 

@@ -209,3 +209,25 @@ def test_prepare_dedup_runs_the_stage_first_and_records_it(tmp_path):
     assert all("/deduplicated/" in f["path"] for f in manifest["documents_files"])
     assert (output / "deduplicated" / "duplicates.jsonl").read_text().count("\n") == 1
     assert manifest["documents"]["read"] == 2
+
+
+def test_a_damaged_documents_file_is_counted_not_fatal(corpus, tmp_path, capsys):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    source = corpus["inputs"][1]  # the originals' extract
+    for path in source.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    name = json.loads((damaged / "summary.json").read_text())["outputs"]["jsonl"][0]
+    lines = (damaged / name).read_bytes().splitlines(keepends=True)
+    (damaged / name).write_bytes(b'{"id": "cut", "sentences": ["half a rec\n' + b"".join(lines[1:]) + b"[1, 2]\n")
+    summary = _dedup([damaged], tmp_path / "out")
+    skips = [s for s in summary["skipped_examples"] if s["outcome"] == "parse_error"]
+    assert summary["outcomes"]["parse_error"] == 2 and len(skips) == 2
+    assert all(s["file"].endswith(name) and s["place"].startswith("record at byte ") for s in skips)
+    assert sum(summary["outcomes"].values()) == summary["read"]
+    assert summary["outcomes"]["article"] == summary["documents"] == len(load_documents(tmp_path / "out", summary))
+    (damaged / name).unlink()
+    capsys.readouterr()
+    assert cli.main(["dedup", str(damaged), "--output", str(tmp_path / "again")]) == cli.EXIT_NOT_STARTED
+    err = capsys.readouterr().err
+    assert f"lists {name}, which is missing" in err and len(err.strip().splitlines()) == 1
