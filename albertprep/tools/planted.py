@@ -193,4 +193,4 @@ def score(planted: list[Planted], documents: dict[str, Document], duplicates: di
             "found_below_threshold": sum(r["found"] for r in below), "pairs_below_threshold": len(below),
             "removed": len(duplicates), "precision": right / max(1, len(duplicates)),
             "originals_removed": sorted(i for i in duplicates if i not in planted_of),
-            "missed": sorted(r["copy"] for r in above if not r["found"]), "by_kind": by_kind}
+            "missed": sorted(r["copy"] for r in above if not r["found"]), "by_kind": by_kind, "rows": rows}

@@ -67,6 +67,19 @@ def test_planted_copies_at_jaccard_08_are_found_and_no_original_is_removed(corpu
     assert score["by_kind"]["words30"]["found"] == 0  # Jaccard about 0.1: distinct texts now
 
 
+@pytest.mark.parametrize("kind", plant.KINDS)
+def test_each_kind_of_copy_is_found_at_jaccard_08_and_not_far_under_it(corpus, reference, kind):
+    rows = [r for r in plant.score(corpus["planted"], corpus["documents"], _duplicates(reference[0]))["rows"]
+            if r["kind"] == kind]
+    assert len(rows) == len(BOOK_NAMES) + (30 if kind in plant.ARTICLE_KINDS else 0)
+    assert all(r["found"] for r in rows if r["jaccard"] >= 0.8), [r for r in rows if not r["found"]]
+    assert not any(r["found"] for r in rows if r["jaccard"] < 0.5)
+    if kind in ("exact", "encoding", "header"):
+        assert all(r["jaccard"] > 0.99 for r in rows)
+    if kind in ("words10", "words30"):  # most are other texts now (5-shingles: each changed word breaks five)
+        assert sum(r["jaccard"] < 0.5 for r in rows) > len(rows) / 2
+
+
 def test_every_document_is_accounted_for(corpus, reference):
     output, summary = reference
     duplicates = _duplicates(output)
