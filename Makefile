@@ -27,7 +27,8 @@ $(DEMO_DUMP): | install
 demo: install $(DEMO_DUMP)
 	$(BIN)/albertprep extract $(DEMO)/data --output $(DEMO)/documents --workers 2 --split-mb 0.2 --overwrite
 	$(BIN)/albertprep show $(DEMO)/documents
-	$(BIN)/albertprep prepare $(DEMO)/documents --output $(DEMO)/prepared --workers 2 --split-mb 1 \
+	$(BIN)/albertprep dedup $(DEMO)/documents --output $(DEMO)/deduplicated --workers 2 --overwrite
+	$(BIN)/albertprep prepare $(DEMO)/deduplicated --output $(DEMO)/prepared --workers 2 --split-mb 1 \
 		--vocab-size 8000 --max-seq-length 128 --dupe-factor 5 --eval-fraction 0.05 --num-shards 4 --overwrite
 	$(BIN)/albertprep inspect $(DEMO)/prepared -n 2
 	rm -rf $(DEMO)/pretrain
