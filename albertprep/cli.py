@@ -151,6 +151,10 @@ def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
     for line in dedup_lines(summary):
         print(line)
     print(f"written to {args.output} (summary.json, {dedup.DUPLICATES}, documents-*.jsonl, documents-*.txt)")
+    if summary["documents"] == 0:
+        outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n) or "nothing"
+        print(f"albertprep dedup: no documents left ({outcomes})", file=sys.stderr)
+        return EXIT_NOTHING_READ
     return 0
 
 

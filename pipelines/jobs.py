@@ -313,17 +313,23 @@ def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, ru
         with atomic.created(FileSystems.join(work, "exclude.npz")) as f:
             f.write(buffer.getvalue())
     try:
-        steps = [dedup.build_match] + ([dedup.build_boilerplate] if config.boilerplate else [])
-        for build in steps:
+        started = time.monotonic()
+        pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
+        dedup.build_match(pipeline, ranges, config, output, work)
+        tables = [(dedup.paragraph_table_path(dedup.WORK, r.index), r.end - r.start) for r in ranges]  # one a range
+        with _progress("dedup (match)", output, tables, runner):
+            _run(pipeline)
+        _LOG.info("dedup: match pass done in %.1fs", time.monotonic() - started)
+        if config.boilerplate:
             started = time.monotonic()
             pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
-            build(pipeline, ranges, config, output, work)
+            dedup.build_boilerplate(pipeline, ranges, config, output, work)
             _run(pipeline)
-            _LOG.info("dedup: %s pass done in %.1fs", build.__name__.removeprefix("build_"), time.monotonic() - started)
+            _LOG.info("dedup: boilerplate pass done in %.1fs", time.monotonic() - started)
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
         dedup.build_write(pipeline, ranges, config, output, work, dedup.merge_summaries(summaries))
         outputs = [(extract.output_names(r.index, len(ranges))["jsonl"], r.end - r.start) for r in ranges]
-        with _progress("dedup", output, outputs, runner):
+        with _progress("dedup (write)", output, outputs, runner):
             _run(pipeline)
     finally:
         if FileSystems.exists(work):

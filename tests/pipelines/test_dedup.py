@@ -182,6 +182,9 @@ def test_a_document_made_of_excluded_text_is_removed_as_contaminated(tmp_path):
     assert summary["dedup"]["exclude"][0]["documents_removed"] == 1
     assert [s["place"] for s in summary["skipped_examples"] if s["outcome"] == "contaminated"] == \
         ["document notes:1"]
+    exclude.write_text("\n\n".join(texts))  # everything: the run says so, and exits 4
+    assert cli.main(["dedup", str(tmp_path / "extract"), "--output", str(tmp_path / "none"), "--exclude",
+                     str(exclude)]) == cli.EXIT_NOTHING_READ
 
 
 def test_mistakes_get_one_line(corpus, tmp_path, capsys):
