@@ -60,6 +60,8 @@ _RUN_BUFFER_BYTES = 8 << 20  # what a task buffers before writing runs: its boun
 _MAX_COMPARISONS = 64  # earlier members of a candidate group a document is checked against
 DUPLICATES = "duplicates.jsonl"  # every removed duplicate: id, duplicate_of, match, jaccard; sorted by id
 _EXAMPLES = 20  # duplicates the summary (and so the manifest) names; the file names them all
+_MAX_SKIPS = 20  # skipped documents a range lists (as extract's tasks do); all are counted
+UNREADABLE_SOURCE = "(unreadable)"  # the source of a documents line that is not a document
 WORK = "dedup.tmp"  # the passes' runs and tables, inside the staging directory; gone when the run ends
 _EXACT, _NEAR = 0, 1
 DEDUP_VERSION = 1
@@ -106,30 +108,48 @@ class DedupConfig:
 
 
 def read_documents(read_range: ReadRange) -> Iterator[Document]:
-    for document, _, _ in read_documents_and_lines(read_range):
+    for document, _, _, _ in read_documents_and_lines(read_range):
         if document is not None:
             yield document
 
 
-def read_documents_and_lines(read_range: ReadRange) -> Iterator[tuple[Document | None, bytes, Skip | None]]:
+def read_documents_and_lines(read_range: ReadRange) -> Iterator[tuple[Document | None, bytes, Skip | None, str]]:
     """Each record of the range: its document (None where the line is not
     one: a documents file edited or cut by hand), its JSONL line as read,
-    and the skip to count for a line that is not a document."""
+    the skip to count for a line that is not a document, and its source."""
     with FileSystems.open(read_range.path, compression_type="uncompressed") as f:
         for record in textformats.read_jsonl_records(f, read_range.start, read_range.end):
             error = record.error
             if not error:
                 try:
                     document = Document.from_record(record.fields)
-                    if isinstance(document.id, str) and all(isinstance(x, str) for x in document.sentences):
-                        yield document, record.raw, None
+                    error = _invalid(document)
+                    if not error:
+                        yield document, record.raw, None, document.source
                         continue
-                    error = "an id or a sentence is not a string"
                 except (KeyError, TypeError, ValueError) as failure:
                     error = f"not a document ({type(failure).__name__}: {failure})"
             source = record.fields.get("source") if isinstance(record.fields, dict) else None
             yield None, record.raw, Skip(Outcome.PARSE_ERROR, read_range.path, f"record at byte {record.offset}",
-                                         error + (f" [source {source}]" if isinstance(source, str) else ""))
+                                         error), source if isinstance(source, str) else UNREADABLE_SOURCE
+
+
+def _invalid(document: Document) -> str:
+    """Why a parsed line is not a document the stage can use, or ''."""
+    if not all(isinstance(x, str) for x in (document.id, document.source, document.title, *document.sentences)):
+        return "its id, source, title and sentences must be strings"
+    starts = document.paragraphs
+    if starts and not (all(isinstance(i, int) for i in starts) and list(starts) == sorted(set(starts))
+                       and 0 <= starts[0] and starts[-1] < max(1, len(document.sentences))):
+        return "its paragraphs are not increasing sentence indexes"
+    if not all(isinstance(s, (list, tuple)) and len(s) == 3 and isinstance(s[1], int) and isinstance(s[2], int)
+               for s in (dataclasses.astuple(x) for x in document.sections)):
+        return "its sections are not [title, level, first sentence]"
+    try:
+        "".join((document.id, document.title, *document.sentences)).encode("utf-8")
+    except UnicodeEncodeError:
+        return "it holds a lone surrogate, which is not text"
+    return ""
 
 
 def paragraph_keys(document: Document, words: fingerprints.TextWords, min_words: int) -> np.ndarray:
@@ -151,7 +171,8 @@ def paragraph_table_path(work_dir: str, range_index: int) -> str:
 
 def _write_paragraph_table(path: str, ids: list[str], counts: list[int], keys: list[np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, ids=np.array(ids, dtype=str), counts=np.array(counts, dtype=np.int64),
+    np.savez(buffer, ids=np.frombuffer(json.dumps(ids).encode("utf-8"), dtype=np.uint8),
+             counts=np.array(counts, dtype=np.int64),
              keys=np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64))
     with atomic.created(path) as f:
         f.write(buffer.getvalue())
@@ -161,9 +182,9 @@ def read_paragraph_table(path: str) -> Iterator[tuple[str, np.ndarray]]:
     """(id, paragraph keys) of each document of a range, in the range's order."""
     with FileSystems.open(path, compression_type="uncompressed") as f:
         stored = np.load(io.BytesIO(f.read()))
-        ids, counts, keys = stored["ids"], stored["counts"], stored["keys"]
+        ids, counts, keys = json.loads(stored["ids"].tobytes().decode("utf-8")), stored["counts"], stored["keys"]
     ends = np.cumsum(counts)
-    for ident, end, count in zip(ids.tolist(), ends.tolist(), counts.tolist()):
+    for ident, end, count in zip(ids, ends.tolist(), counts.tolist()):
         yield ident, keys[end - count:end]
 
 
@@ -276,13 +297,17 @@ class Fingerprint(beam.DoFn):
             run_file.close()
             _write_paragraph_table(paragraph_table_path(self._work_dir, read_range.index), ids, counts, table_keys)
             yield from run_file.segments
+            yield 0, None  # a marker: the cluster step runs even when no range has a document
 
 
 def match_group(group: list[bytes], config: DedupConfig) -> Iterator[tuple[str, str, str, float]]:
     """Verified pairs (id, earlier id, how, estimated Jaccard) of one candidate
     group: records of one key. Members are taken in id order, each checked
-    against the earlier ones until one verifies it; that is enough for the
-    clusters, and their order does not depend on the runs."""
+    against the earlier members of every other component the group's pairs
+    have made so far (up to _MAX_COMPARISONS checks), so the group's pairs
+    connect what the verified pairs of all its members would; their order
+    does not depend on the runs. A record of the same id twice (not expected:
+    ids are unique) pairs with nothing."""
     exact_size, sketch_size = 16, config.num_hashes
     members: dict[int, list[tuple[str, bytes]]] = {_EXACT: [], _NEAR: []}
     for record in group:
@@ -290,19 +315,37 @@ def match_group(group: list[bytes], config: DedupConfig) -> Iterator[tuple[str, 
         size = exact_size if kind == _EXACT else sketch_size
         members[kind].append((record[1 + size:].decode("utf-8"), record[1:1 + size]))
     first_of: dict[bytes, str] = {}
-    for ident, key in sorted(members[_EXACT]):
+    for ident, key in sorted(set(members[_EXACT])):
         if key in first_of:
-            yield ident, first_of[key], "exact", 1.0
+            if first_of[key] != ident:
+                yield ident, first_of[key], "exact", 1.0
         else:
             first_of[key] = ident
     accept = fingerprints.acceptance(config.jaccard, config.num_hashes)
     earlier: list[tuple[str, bytes]] = []
-    for ident, sketch in sorted(members[_NEAR]):
-        for other, other_sketch in earlier[:_MAX_COMPARISONS]:
+    component: list[int] = []  # of each earlier member: a small union-find over the group's pairs
+
+    def root(i: int) -> int:
+        while component[i] != i:
+            component[i] = component[component[i]]
+            i = component[i]
+        return i
+
+    for ident, sketch in sorted(set(members[_NEAR])):
+        mine = len(earlier)
+        component.append(mine)
+        checks = 0
+        for index, (other, other_sketch) in enumerate(earlier):
+            if checks >= _MAX_COMPARISONS:
+                break
+            if other == ident or root(index) == root(mine):
+                continue  # already joined through an earlier pair
+            checks += 1
             estimate = fingerprints.estimate_jaccard(sketch, other_sketch)
             if estimate >= accept:
                 yield ident, other, "near", round(estimate, 4)
-                break
+                low, high = sorted((root(index), root(mine)))
+                component[high] = low
         earlier.append((ident, sketch))
 
 
@@ -316,13 +359,13 @@ class MatchBucket(beam.DoFn):
     def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, dict]]:
         bucket, segments = keyed
         counts = Counter()
-        path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.tsv")
-        with _opened(list(segments)) as items, atomic.created(path) as out:
+        path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.jsonl")
+        with _opened([s for s in segments if s is not None]) as items, atomic.created(path) as out:
             for group in _groups(items):
                 counts["candidate_groups"] += 1
                 for pair in match_group(group, self._config):
                     counts["verified_pairs"] += 1
-                    out.write(("\t".join(map(str, pair)) + "\n").encode("utf-8"))
+                    out.write((json.dumps(pair, ensure_ascii=True) + "\n").encode("ascii"))
         yield 0, {"path": path, "counts": dict(counts)}
 
 
@@ -335,25 +378,31 @@ class Cluster(beam.DoFn):
 
     def process(self, keyed: tuple[int, list[dict]]) -> Iterator[dict]:
         clusters = fingerprints.Clusters()
-        how: dict[str, tuple[bool, float]] = {}  # id -> its strongest pair: (exact, estimate)
+        exact_clusters = fingerprints.Clusters()  # of the exact pairs alone: is a duplicate the same text as its kept?
+        how: dict[str, float] = {}  # id -> the highest estimate of its pairs
         counts = Counter()
         for part in sorted(keyed[1], key=lambda p: p["path"]):
             counts.update(part["counts"])
             with FileSystems.open(part["path"], compression_type="uncompressed") as f:
-                for line in f.read().decode("utf-8").splitlines():
-                    a, b, kind, estimate = line.split("\t")
+                for line in f.read().decode("ascii").split("\n"):
+                    if not line:
+                        continue
+                    a, b, kind, estimate = json.loads(line)
                     clusters.join(a, b)
-                    strength = (kind == "exact", float(estimate))
+                    if kind == "exact":
+                        exact_clusters.join(a, b)
                     for ident in (a, b):
-                        how[ident] = max(how.get(ident, strength), strength)
+                        how[ident] = max(how.get(ident, 0.0), float(estimate))
         duplicates = clusters.duplicates()
+        same_text = exact_clusters.duplicates()
+        exact = 0
         with atomic.created(FileSystems.join(self._output_dir, DUPLICATES)) as f:
             for ident, kept in duplicates.items():
-                exact, estimate = how[ident]
-                f.write((json.dumps({"id": ident, "duplicate_of": kept, "match": "exact" if exact else "near",
-                                     "jaccard": estimate},
+                is_exact = same_text.get(ident, ident) == same_text.get(kept, kept)
+                exact += is_exact
+                f.write((json.dumps({"id": ident, "duplicate_of": kept, "match": "exact" if is_exact else "near",
+                                     "jaccard": 1.0 if is_exact else how[ident]},
                                     ensure_ascii=False) + "\n").encode("utf-8"))
-        exact = sum(how[ident][0] for ident in duplicates)
         result = {"candidate_groups": counts["candidate_groups"], "verified_pairs": counts["verified_pairs"],
                   "clusters": len(set(duplicates.values())), "exact": exact, "near": len(duplicates) - exact,
                   "examples": [{"id": ident, "duplicate_of": kept} for ident, kept in
@@ -385,7 +434,7 @@ def read_duplicates(output_dir: str) -> dict[str, str]:
     path = FileSystems.join(output_dir, DUPLICATES)
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return {entry["id"]: entry["duplicate_of"]
-                for entry in map(json.loads, f.read().decode("utf-8").splitlines())}
+                for entry in map(json.loads, filter(None, f.read().decode("utf-8").split("\n")))}
 
 
 # --- pass 2: boilerplate ------------------------------------------------------
@@ -413,6 +462,7 @@ class CountParagraphs(beam.DoFn):
             buffer.flush()
             run_file.close()
             yield from run_file.segments
+            yield 0, None  # a marker: the boilerplate table is written even when nothing was counted
 
 
 class FindBoilerplate(beam.DoFn):
@@ -422,7 +472,7 @@ class FindBoilerplate(beam.DoFn):
     def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, list[int]]]:
         _, segments = keyed
         found = []
-        with _opened(list(segments)) as items:
+        with _opened([s for s in segments if s is not None]) as items:
             key, count = None, 0
             for item_key, _ in items:
                 if item_key != key:
@@ -479,14 +529,15 @@ def _exclude_texts(path: str) -> Iterator[tuple[str, str]]:
     except UnicodeDecodeError as error:
         raise UserError(f"--exclude {path}: not UTF-8 text (byte {error.start})") from error
     if path.endswith((".jsonl", ".json")):
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise UserError(f"--exclude {path}: line {number}: invalid JSON ({error.msg})") from error
-            yield f"line {number}", " ".join(_strings(record))
+            for piece in _strings(record):  # each field apart: no n-gram spans two
+                yield f"line {number}", piece
     else:
         yield "text", text
 
@@ -545,6 +596,10 @@ class _Removal:
     exclude: list = dataclasses.field(default_factory=list)  # per file: sentences, documents touched, removed
     skips: list = dataclasses.field(default_factory=list)
 
+    def skip(self, skip: Skip) -> None:
+        if len(self.skips) < _MAX_SKIPS:
+            self.skips.append(dataclasses.asdict(skip) | {"outcome": skip.outcome.value})
+
 
 def _kept(document: Document, keep: list[bool]) -> Document:
     """The document with only the sentences marked to keep; sections and
@@ -562,12 +617,18 @@ def _kept(document: Document, keep: list[bool]) -> Document:
 
 class WriteRange(beam.DoFn):
     def __init__(self, config: DedupConfig, output_dir: str, work_dir: str, range_count: int,
-                 exclude_count: int):
+                 exclude_count: int, shown_root: tuple[str, str] | None = None):
         self._config = config
         self._output_dir = output_dir
         self._work_dir = work_dir
         self._range_count = range_count
         self._exclude_count = exclude_count
+        self._shown_root = shown_root  # (staging, final): documents files named where they will be
+
+    def _shown(self, path: str) -> str:
+        if self._shown_root and path.startswith(self._shown_root[0] + "/"):
+            return self._shown_root[1] + path[len(self._shown_root[0]):]
+        return path
 
     def setup(self) -> None:
         self._removed = read_duplicates(self._output_dir)
@@ -594,14 +655,15 @@ class WriteRange(beam.DoFn):
             atomic.created(FileSystems.join(self._output_dir, names["text"])) as text,
         ):
             tables = read_paragraph_table(paragraph_table_path(self._work_dir, read_range.index))
-            for document, line, skip in read_documents_and_lines(read_range):
+            for document, line, skip, source_name in read_documents_and_lines(read_range):
                 if document is None:  # counted, not written: the summary says where and why
                     removal.outcomes[Outcome.PARSE_ERROR.value] += 1
-                    removal.skips.append(dataclasses.asdict(skip) | {"outcome": skip.outcome.value})
+                    removal.by_source.setdefault(source_name, Counter())[Outcome.PARSE_ERROR.value] += 1
+                    removal.skip(dataclasses.replace(skip, file=self._shown(skip.file)))
                     continue
                 ident, paragraph_keys = next(tables)
                 assert ident == document.id, (ident, document.id)  # the table is of this range
-                result = self._clean(document, paragraph_keys, removal, read_range.path)
+                result = self._clean(document, paragraph_keys, removal, self._shown(read_range.path))
                 source = removal.by_source.setdefault(document.source, Counter())
                 if isinstance(result, Outcome):
                     removal.outcomes[result.value] += 1
@@ -649,14 +711,12 @@ class WriteRange(beam.DoFn):
                 removal.exclude[mark][1] += 1
             if touched and not any(keep):
                 removal.exclude[min(touched)][2] += 1
-                removal.skips.append(dataclasses.asdict(Skip(
-                    Outcome.CONTAMINATED, path, f"document {document.id}",
-                    f"every sentence shares a {config.exclude_ngram}-gram with {config.exclude[min(touched)]}"))
-                    | {"outcome": Outcome.CONTAMINATED.value})
+                removal.skip(Skip(Outcome.CONTAMINATED, path, f"document {document.id}",
+                                  f"every sentence shares a {config.exclude_ngram}-gram with "
+                                  f"{config.exclude[min(touched)]}"))
                 return Outcome.CONTAMINATED
         if not any(keep):
-            removal.skips.append(dataclasses.asdict(Skip(Outcome.EMPTY, path, f"document {document.id}",
-                                                         "only boilerplate paragraphs")) | {"outcome": "empty"})
+            removal.skip(Skip(Outcome.EMPTY, path, f"document {document.id}", "only boilerplate paragraphs"))
             return Outcome.EMPTY
         return document if all(keep) else _kept(document, keep)
 
@@ -683,12 +743,13 @@ class WriteSummary(beam.DoFn):
 
 
 def build_write(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupConfig, output_dir: str,
-                work_dir: str, upstream: dict) -> None:
+                work_dir: str, upstream: dict, shown_root: tuple[str, str] | None = None) -> None:
     (
         pipeline
         | "Ranges" >> beam.Create([(r.index, r) for r in _largest_first(ranges)], reshuffle=False)
         | "Distribute" >> beam.GroupByKey()
-        | "Write" >> beam.ParDo(WriteRange(config, output_dir, work_dir, len(ranges), len(config.exclude)))
+        | "Write" >> beam.ParDo(WriteRange(config, output_dir, work_dir, len(ranges), len(config.exclude),
+                                           shown_root))
         | "Gather" >> beam.GroupByKey()
         | "Summary" >> beam.ParDo(WriteSummary(output_dir, work_dir, upstream, config))
     )
@@ -732,7 +793,8 @@ def dedup_summary(upstream: dict, reports: list[dict], matched: dict, boilerplat
     for report in reports:
         for source, counts in report["by_source"].items():
             target = by_source.setdefault(source, Counter())
-            target[Outcome.ARTICLE.value] -= sum(counts.values())
+            if source != UNREADABLE_SOURCE:  # upstream counted it as an article of its source
+                target[Outcome.ARTICLE.value] -= sum(counts.values())
             target.update(counts)
     kept = sum(r["kept"] for r in reports)
     exclude = []

@@ -118,7 +118,7 @@ class TextWords:
     def of(cls, pieces: Sequence[str]) -> TextWords:
         normalized = [normalize(piece) for piece in pieces]
         text = "\n".join(normalized)  # a separator no word crosses: pieces never share a word
-        code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        code_points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         hashes, starts = [], []
         at = 0
         while at < len(code_points):

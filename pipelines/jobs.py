@@ -217,6 +217,8 @@ def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, r
     `dedup_config` the documents go through the dedup stage first."""
     started = time.monotonic()
     check_output(output, overwrite)
+    if dedup_config is not None:  # a bad --exclude fails before any work
+        dedup.exclude_table(dedup_config.exclude, dedup_config.exclude_ngram)
     try:
         tokenizer = Tokenizer.from_file(spm_model, vocab.do_lower_case) if spm_model else None
     except OSError as error:
@@ -237,8 +239,8 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
     if dedup_config is not None:
         directory = FileSystems.join(staging, layout.DEDUPLICATED)
         FileSystems.mkdirs(directory)
-        summaries = [dict(dedup_into(summaries, directory, dedup_config, runner, config.split_bytes),
-                          directory=directory)]
+        summaries = [dict(dedup_into(summaries, directory, dedup_config, runner, config.split_bytes,
+                                     (staging, output.rstrip("/"))), directory=directory)]
     if tokenizer is None:
         tokenizer = run_vocab(summaries, staging, vocab, runner, config.split_bytes)
     else:
@@ -295,14 +297,17 @@ def run_dedup(inputs: list[str], output: str, config: dedup.DedupConfig, runner:
 
 
 def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, runner: RunnerConfig,
-               split_bytes: int = 0) -> dict:
-    """The dedup stage's three pipelines, writing into the directory `output`."""
+               split_bytes: int = 0, shown_root: tuple[str, str] | None = None) -> dict:
+    """The dedup stage's three pipelines, writing into the directory `output`.
+    `shown_root` (staging, final): paths the summary names under the first
+    are named under the second, where they will be."""
     import io
 
     import numpy as np
 
     tables = dedup.exclude_table(config.exclude, config.exclude_ngram)  # a bad --exclude fails before any work
     summaries = sorted(summaries, key=lambda s: s["directory"])  # the output does not depend on their order
+    _check_unique_ids(summaries)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, split_bytes)
     work = FileSystems.join(output, dedup.WORK)
@@ -327,7 +332,7 @@ def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, ru
             _run(pipeline)
             _LOG.info("dedup: boilerplate pass done in %.1fs", time.monotonic() - started)
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
-        dedup.build_write(pipeline, ranges, config, output, work, dedup.merge_summaries(summaries))
+        dedup.build_write(pipeline, ranges, config, output, work, dedup.merge_summaries(summaries), shown_root)
         outputs = [(extract.output_names(r.index, len(ranges))["jsonl"], r.end - r.start) for r in ranges]
         with _progress("dedup (write)", output, outputs, runner):
             _run(pipeline)
@@ -335,6 +340,26 @@ def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, ru
         if FileSystems.exists(work):
             FileSystems.delete([work])
     return extract.read_summary(output)
+
+
+def _check_unique_ids(summaries: list[dict]) -> None:
+    """Refuses inputs whose documents could share ids: the same extract
+    twice, or two extracts of files with the same name (a book's id is its
+    file's name, a dump's or text file's its stem and key)."""
+    directories = [s["directory"].rstrip("/") for s in summaries]
+    if len(set(directories)) < len(directories):
+        raise JobError(f"{next(d for d in directories if directories.count(d) > 1)} is given twice")
+    seen: dict[tuple[str, str], str] = {}
+    for summary in summaries:
+        for item in summary["inputs"]:
+            stem = item["path"].rstrip("/").rsplit("/", 1)[-1]
+            for suffix in (".bz2", ".xml", ".txt", ".jsonl"):
+                stem = stem.removesuffix(suffix)
+            namespace = ("book" if item["kind"] == "book" else "file", stem)
+            if namespace in seen and seen[namespace] != summary["directory"]:
+                raise JobError(f"{summary['directory']} and {seen[namespace]} both hold documents of a file named "
+                               f"{stem!r} ({item['path']}), so their ids would clash: extract them in one run")
+            seen[namespace] = summary["directory"]
 
 
 def read_manifest(directory: str) -> Manifest:

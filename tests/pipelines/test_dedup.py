@@ -87,7 +87,8 @@ def test_every_document_is_accounted_for(corpus, reference):
     assert len(kept) == summary["documents"] == summary["dedup"]["documents_out"]
     assert kept | set(duplicates) == set(corpus["documents"]) and not kept & set(duplicates)
     assert summary["outcomes"]["duplicate"] == len(duplicates)
-    assert sum(summary["outcomes"].values()) == summary["read"]
+    upstream = [json.loads((d / "summary.json").read_text()) for d in corpus["inputs"]]
+    assert summary["read"] == sum(u["read"] for u in upstream) == sum(summary["outcomes"].values())
     found = summary["dedup"]["duplicates"]
     assert found["exact"] + found["near"] == len(duplicates)
     assert set(duplicates.values()) <= kept  # each points at the document kept for it
@@ -235,10 +236,15 @@ def test_a_damaged_documents_file_is_counted_not_fatal(corpus, tmp_path, capsys)
         (damaged / path.name).write_bytes(path.read_bytes())
     name = json.loads((damaged / "summary.json").read_text())["outputs"]["jsonl"][0]
     lines = (damaged / name).read_bytes().splitlines(keepends=True)
-    (damaged / name).write_bytes(b'{"id": "cut", "sentences": ["half a rec\n' + b"".join(lines[1:]) + b"[1, 2]\n")
+    hostile = [b'[1, 2]', b'{"id": "p", "source": "books", "title": "", "sentences": ["One."], "paragraphs": [5]}',
+               b'{"id": "s", "source": "books", "title": "", "sentences": ["A lone \\ud800 surrogate."]}']
+    (damaged / name).write_bytes(b'{"id": "cut", "sentences": ["half a rec\n' + b"".join(lines[1:])
+                                 + b"\n".join(hostile) + b"\n")
+    upstream_read = json.loads((damaged / "summary.json").read_text())["read"]
     summary = _dedup([damaged], tmp_path / "out")
     skips = [s for s in summary["skipped_examples"] if s["outcome"] == "parse_error"]
-    assert summary["outcomes"]["parse_error"] == 2 and len(skips) == 2
+    assert summary["outcomes"]["parse_error"] == 4 and len(skips) == 4
+    assert summary["read"] == upstream_read + 3  # one line replaced, three added
     assert all(s["file"].endswith(name) and s["place"].startswith("record at byte ") for s in skips)
     assert sum(summary["outcomes"].values()) == summary["read"]
     assert summary["outcomes"]["article"] == summary["documents"] == len(load_documents(tmp_path / "out", summary))
@@ -247,3 +253,40 @@ def test_a_damaged_documents_file_is_counted_not_fatal(corpus, tmp_path, capsys)
     assert cli.main(["dedup", str(damaged), "--output", str(tmp_path / "again")]) == cli.EXIT_NOT_STARTED
     err = capsys.readouterr().err
     assert f"lists {name}, which is missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_near_pairs_join_whole_components():
+    """a~c and b~c verify, a~b does not: all three are one cluster (no pair is dropped after a first match)."""
+    import numpy as np
+
+    from albertprep.pipelines import dedup, fingerprints
+
+    config = dedup.DedupConfig()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=config.num_hashes, dtype=np.uint8)
+    a, b, c = base.copy(), base.copy(), base.copy()
+    a[:16] += 1  # a and b differ in 32 of 112 values (estimate ~0.71: not verified); each differs from c in 16
+    b[16:32] += 1
+    assert fingerprints.estimate_jaccard(a.tobytes(), b.tobytes()) < fingerprints.acceptance(0.8, 112)
+    group = [bytes([1]) + sketch.tobytes() + ident for sketch, ident in ((a, b"a"), (b, b"b"), (c, b"c"))]
+    clusters = fingerprints.Clusters()
+    for first, second, *_ in dedup.match_group(group, config):
+        clusters.join(first, second)
+    assert clusters.duplicates() == {"b": "a", "c": "a"}
+
+
+def test_clashing_ids_and_empty_inputs_get_one_line_or_an_empty_output(corpus, tmp_path, capsys):
+    again = tmp_path / "again"
+    run_extract([str(BOOKS / "botchan.txt")], again)  # books:botchan, as in the corpus's originals
+    for inputs, message in (([corpus["inputs"][1], again], "ids would clash"),
+                            ([corpus["inputs"][1], corpus["inputs"][1]], "is given twice")):
+        capsys.readouterr()
+        assert cli.main(["dedup", *map(str, inputs), "--output", str(tmp_path / "out")]) == cli.EXIT_NOT_STARTED
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    empty = tmp_path / "empty"
+    source = tmp_path / "nothing.jsonl"
+    source.write_text('{"text": ""}\n')
+    run_extract([str(source)], empty, expect=cli.EXIT_NOTHING_READ)
+    assert cli.main(["dedup", str(empty), "--output", str(tmp_path / "none")]) == cli.EXIT_NOTHING_READ
+    assert json.loads((tmp_path / "none" / "summary.json").read_text())["documents"] == 0

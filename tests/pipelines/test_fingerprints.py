@@ -110,3 +110,7 @@ def test_span_keys_are_equal_exactly_for_equal_words():
     keys = fp.span_keys(words.hashes, words.bounds[:-1], words.bounds[1:]).tolist()
     assert keys[0] == keys[1] and len(set(keys[1:4] + keys[5:])) == 4
     assert keys[4] == 0  # an empty sentence
+
+
+def test_lone_surrogates_are_hashed_not_fatal():
+    assert len(fp.TextWords.of(["a \ud800 b"]).hashes) == 2  # not a word character: a separator
