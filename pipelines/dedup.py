@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -384,9 +385,7 @@ class Cluster(beam.DoFn):
         for part in sorted(keyed[1], key=lambda p: p["path"]):
             counts.update(part["counts"])
             with FileSystems.open(part["path"], compression_type="uncompressed") as f:
-                for line in f.read().decode("ascii").split("\n"):
-                    if not line:
-                        continue
+                for line in f:  # read a line at a time: the pairs grow with the duplicates
                     a, b, kind, estimate = json.loads(line)
                     clusters.join(a, b)
                     if kind == "exact":
@@ -430,11 +429,33 @@ def _largest_first(ranges: list[ReadRange]) -> list[ReadRange]:
     return sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
 
 
-def read_duplicates(output_dir: str) -> dict[str, str]:
-    path = FileSystems.join(output_dir, DUPLICATES)
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return {entry["id"]: entry["duplicate_of"]
-                for entry in map(json.loads, filter(None, f.read().decode("utf-8").split("\n")))}
+class RemovedIds:
+    """The ids duplicates.jsonl removes, as two sorted 64-bit halves of a
+    128-bit hash each: 16 bytes an id in a worker, not a dict of strings
+    (a corpus with millions of duplicates), and no false hit in practice."""
+
+    def __init__(self, output_dir: str):
+        path = FileSystems.join(output_dir, DUPLICATES)
+        keys = []
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            for line in f:
+                keys.append(self._key(json.loads(line)["id"]))
+        table = np.array(sorted(keys), dtype=np.uint64).reshape(-1, 2)
+        self._high, self._low = table[:, 0].copy(), table[:, 1].copy()
+
+    @staticmethod
+    def _key(ident: str) -> tuple[int, int]:
+        digest = hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16, person=b"removed").digest()
+        return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+
+    def __contains__(self, ident: str) -> bool:
+        high, low = self._key(ident)
+        at = int(np.searchsorted(self._high, np.uint64(high)))
+        while at < len(self._high) and int(self._high[at]) == high:
+            if int(self._low[at]) == low:
+                return True
+            at += 1
+        return False
 
 
 # --- pass 2: boilerplate ------------------------------------------------------
@@ -448,7 +469,7 @@ class CountParagraphs(beam.DoFn):
         self._buckets = buckets
 
     def setup(self) -> None:
-        self._removed = read_duplicates(self._output_dir)
+        self._removed = RemovedIds(self._output_dir)
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
         for read_range in keyed[1]:
@@ -631,7 +652,7 @@ class WriteRange(beam.DoFn):
         return path
 
     def setup(self) -> None:
-        self._removed = read_duplicates(self._output_dir)
+        self._removed = RemovedIds(self._output_dir)
         self._boilerplate = np.zeros(0, dtype=np.uint64)
         if self._config.boilerplate:
             with FileSystems.open(FileSystems.join(self._work_dir, "boilerplate.npy")) as f:
