@@ -23,7 +23,6 @@ books at Jaccard >= 0.8, with the true Jaccard of each planted kind.
 from __future__ import annotations
 
 import argparse
-import bz2
 import dataclasses
 import glob
 import json
@@ -38,9 +37,9 @@ import sys
 import tempfile
 
 from _process import measure
+from extract import build_dump
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_PAGE = re.compile(rb"  <page>.*?</page>\n", re.DOTALL)
 _TEXT = re.compile(rb"(<text[^>]*>)(.*?)(</text>)", re.DOTALL)
 _PLAIN_WORD = re.compile(rb"(?<![\[\]{}|=<>&#/])\b[a-z]{3,}\b(?![\]}|=<>])")
 
@@ -66,34 +65,20 @@ def build(corpora: pathlib.Path, directory: pathlib.Path, megabytes: float) -> d
     sys.path.insert(0, str(ROOT))
     from albertprep.tools import planted as plant
 
-    xml = bz2.decompress((corpora / "wiki" / "enwiki-sample.xml.bz2").read_bytes())
-    head_end = xml.index(b"  <page>")
-    pages = [p for p in _PAGE.findall(xml) if b"<ns>0</ns>" in p and b"<redirect" not in p]
-    out = [xml[:head_end]]
-    size, count, copy = len(out[0]), 0, 0
-    while size < megabytes * 1e6:
-        for page in pages:
-            rng = random.Random(f"{copy}:{count}")
-            if copy and copy % 10:
-                text = _TEXT.search(page)
-                page = page[:text.start(2)] + _changed(text[2], 0.3, rng) + page[text.end(2):]
-            title = re.search(rb"<title>(.*?)</title>", page)
-            page_id = re.search(rb"<id>(\d+)</id>", page)
-            page = (page[: title.start()] + b"<title>%s %d</title>" % (title[1], copy)
-                    + page[title.end(): page_id.start()]
-                    + b"<id>%d</id>" % (int(page_id[1]) + 10_000_000 * copy) + page[page_id.end():])
-            out.append(page)
-            size += len(page)
-            count += 1
-        copy += 1
-    out.append(b"</mediawiki>\n")
     (directory / "wiki").mkdir(parents=True)
-    data = b"".join(out)
-    (directory / "wiki" / "enwiki-20160101-pages-articles.xml.bz2").write_bytes(bz2.compress(data, 9))
+
+    def rewrite(page: bytes, repeat: int, number: int) -> bytes:
+        if not repeat or repeat % 10 == 0:  # the originals, and every tenth repeat: exact
+            return page
+        text = _TEXT.search(page)
+        return page[:text.start(2)] + _changed(text[2], 0.3, random.Random(f"{repeat}:{number}")) + page[text.end(2):]
+
+    count, xml_bytes = build_dump(corpora, directory / "wiki" / "enwiki-20160101-pages-articles.xml.bz2", megabytes,
+                                  rewrite)
     books = directory / "books"
     shutil.copytree(corpora / "books", books)
     planted = plant.plant_books(sorted(books.glob("*.txt")), directory / "copies")
-    return {"pages": count, "xml_mb": len(data) / 1e6, "planted": [dataclasses.asdict(p) for p in planted]}
+    return {"pages": count, "xml_mb": xml_bytes / 1e6, "planted": [dataclasses.asdict(p) for p in planted]}
 
 
 def _score(extract_dir: pathlib.Path, dedup_dir: pathlib.Path, planted: list[dict]) -> dict:

@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from _process import measure
 
@@ -42,8 +43,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PAGE = re.compile(rb"  <page>.*?</page>\n", re.DOTALL)
 
 
-def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float) -> tuple[int, int]:
-    """A plain .xml.bz2 of at least `megabytes` MB of XML; (pages, XML bytes)."""
+def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float,
+               rewrite: Callable[[bytes, int, int], bytes] | None = None) -> tuple[int, int]:
+    """A plain .xml.bz2 of at least `megabytes` MB of XML; (pages, XML bytes).
+    `rewrite(page, repeat, page number)` may change each page first."""
     xml = bz2.decompress((corpora / "wiki" / "enwiki-sample.xml.bz2").read_bytes())
     head_end = xml.index(b"  <page>")
     pages = [p for p in _PAGE.findall(xml) if b"<ns>0</ns>" in p and b"<redirect" not in p]
@@ -51,6 +54,8 @@ def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float) -> t
     size, count, copy = len(out[0]), 0, 0
     while size < megabytes * 1e6:
         for page in pages:
+            if rewrite is not None:
+                page = rewrite(page, copy, count)
             title = re.search(rb"<title>(.*?)</title>", page)
             page_id = re.search(rb"<id>(\d+)</id>", page)
             page = (page[: title.start()] + b"<title>%s %d</title>" % (title[1], copy)
