@@ -94,6 +94,11 @@ def input_problems(summary: dict) -> list[str]:
     return lines
 
 
+def _outcomes(summary: dict) -> str:
+    """The summary's non-zero outcomes, for a line: "3 duplicate, 1 empty"."""
+    return ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n) or "nothing"
+
+
 def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
     summary = jobs.run_extract(args.inputs, args.output, _plan_options(args), _runner(args, beam_args), args.overwrite)
     print(json.dumps({k: summary[k] for k in ("read", "outcomes", "documents", "sentences", "files")}, indent=2))
@@ -103,8 +108,8 @@ def _extract(args: argparse.Namespace, beam_args: list[str]) -> int:
     for line in problems:
         print(f"albertprep extract: {line}", file=sys.stderr)
     if summary["documents"] == 0:
-        outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n) or "nothing"
-        print(f"albertprep extract: no documents: {summary['read']} units read ({outcomes})", file=sys.stderr)
+        print(f"albertprep extract: no documents: {summary['read']} units read ({_outcomes(summary)})",
+              file=sys.stderr)
         return EXIT_NOTHING_READ
     return EXIT_INPUT_PROBLEMS if problems else EXIT_OK
 
@@ -152,8 +157,7 @@ def _dedup(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(line)
     print(f"written to {args.output} (summary.json, {dedup.DUPLICATES}, documents-*.jsonl, documents-*.txt)")
     if summary["documents"] == 0:
-        outcomes = ", ".join(f"{n} {o}" for o, n in summary["outcomes"].items() if n) or "nothing"
-        print(f"albertprep dedup: no documents left ({outcomes})", file=sys.stderr)
+        print(f"albertprep dedup: no documents left ({_outcomes(summary)})", file=sys.stderr)
         return EXIT_NOTHING_READ
     return 0
 

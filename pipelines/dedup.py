@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
@@ -237,8 +238,7 @@ def _opened(segments: list[tuple[str, int, int]]) -> Iterator[Iterator[tuple[int
     with contextlib.ExitStack() as stack:
         files = [_Segment(stack.enter_context(FileSystems.open(path, compression_type="uncompressed")), offset, size)
                  for path, offset, size in sorted(segments)]
-        block = runs.read_block_bytes(len(files))
-        yield runs.merge(runs.read_run(f, block) for f in files)
+        yield runs.merged_files(files)
 
 
 def bucket_count(ranges: list[ReadRange], most: int) -> int:
@@ -247,17 +247,12 @@ def bucket_count(ranges: list[ReadRange], most: int) -> int:
     return max(1, min(most, len(ranges)))
 
 
-def _groups(items: Iterator[tuple[int, bytes]]) -> Iterator[list[bytes]]:
-    """The records of each key, for keys that more than one record has."""
-    key, group = None, []
-    for item_key, record in items:
-        if item_key != key:
-            if len(group) > 1:
-                yield group
-            key, group = item_key, []
-        group.append(record)
-    if len(group) > 1:
-        yield group
+def _groups(items: Iterator[tuple[int, bytes]], least: int = 2) -> Iterator[tuple[int, list[bytes]]]:
+    """(key, its records) of merged items, for keys that at least `least` records have."""
+    for key, group in itertools.groupby(items, key=lambda item: item[0]):
+        records = [record for _, record in group]
+        if len(records) >= least:
+            yield key, records
 
 
 # --- pass 1: match ------------------------------------------------------------
@@ -362,7 +357,7 @@ class MatchBucket(beam.DoFn):
         counts = Counter()
         path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.jsonl")
         with _opened([s for s in segments if s is not None]) as items, atomic.created(path) as out:
-            for group in _groups(items):
+            for _, group in _groups(items):
                 counts["candidate_groups"] += 1
                 for pair in match_group(group, self._config):
                     counts["verified_pairs"] += 1
@@ -492,17 +487,8 @@ class FindBoilerplate(beam.DoFn):
 
     def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, list[int]]]:
         _, segments = keyed
-        found = []
         with _opened([s for s in segments if s is not None]) as items:
-            key, count = None, 0
-            for item_key, _ in items:
-                if item_key != key:
-                    if count >= self._min_documents:
-                        found.append(key)
-                    key, count = item_key, 0
-                count += 1
-            if count >= self._min_documents:
-                found.append(key)
+            found = [key for key, _ in _groups(items, self._min_documents)]  # each document adds a key once
         yield 0, found
 
 
@@ -790,11 +776,8 @@ def merge_summaries(summaries: list[dict]) -> dict:
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
             return a + b
         return a
-    merged: dict = {}
-    for summary in summaries:
-        merged = merge(merged, {k: v for k, v in summary.items() if k not in ("directory", "dedup")}) \
-            if merged else {k: v for k, v in summary.items() if k not in ("directory", "dedup")}
-    return merged
+    return functools.reduce(merge, ({k: v for k, v in s.items() if k not in ("directory", "dedup")}
+                                    for s in summaries))
 
 
 def dedup_summary(upstream: dict, reports: list[dict], matched: dict, boilerplate_keys: int | None,

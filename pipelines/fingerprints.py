@@ -132,10 +132,6 @@ class TextWords:
         piece_starts = np.cumsum([0] + [len(p) + 1 for p in normalized])
         return cls(word_hashes, np.searchsorted(word_starts, piece_starts).astype(np.int64))
 
-    def between(self, first: int, end: int) -> np.ndarray:
-        """The word hashes of pieces [first, end)."""
-        return self.hashes[self.bounds[first]:self.bounds[end]]
-
 
 def exact_key(word_hashes: np.ndarray) -> bytes:
     """16 bytes that are equal for texts with the same normalised words."""

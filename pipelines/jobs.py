@@ -305,24 +305,24 @@ def dedup_into(summaries: list[dict], output: str, config: dedup.DedupConfig, ru
 
     import numpy as np
 
-    tables = dedup.exclude_table(config.exclude, config.exclude_ngram)  # a bad --exclude fails before any work
+    exclude = dedup.exclude_table(config.exclude, config.exclude_ngram)  # a bad --exclude fails before any work
     summaries = sorted(summaries, key=lambda s: s["directory"])  # the output does not depend on their order
     _check_unique_ids(summaries)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, split_bytes)
     work = FileSystems.join(output, dedup.WORK)
     FileSystems.mkdirs(work)
-    if tables:
+    if exclude:
         buffer = io.BytesIO()
-        np.savez(buffer, **{f"file{i}": table for i, table in enumerate(tables)})
+        np.savez(buffer, **{f"file{i}": table for i, table in enumerate(exclude)})
         with atomic.created(FileSystems.join(work, "exclude.npz")) as f:
             f.write(buffer.getvalue())
     try:
         started = time.monotonic()
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
         dedup.build_match(pipeline, ranges, config, output, work)
-        tables = [(dedup.paragraph_table_path(dedup.WORK, r.index), r.end - r.start) for r in ranges]  # one a range
-        with _progress("dedup (match)", output, tables, runner):
+        table_files = [(dedup.paragraph_table_path(dedup.WORK, r.index), r.end - r.start) for r in ranges]
+        with _progress("dedup (match)", output, table_files, runner):  # a range's table: its match work done
             _run(pipeline)
         _LOG.info("dedup: match pass done in %.1fs", time.monotonic() - started)
         if config.boilerplate:
@@ -352,13 +352,10 @@ def _check_unique_ids(summaries: list[dict]) -> None:
     seen: dict[tuple[str, str], str] = {}
     for summary in summaries:
         for item in summary["inputs"]:
-            stem = item["path"].rstrip("/").rsplit("/", 1)[-1]
-            for suffix in (".bz2", ".xml", ".txt", ".jsonl"):
-                stem = stem.removesuffix(suffix)
-            namespace = ("book" if item["kind"] == "book" else "file", stem)
+            namespace = sources.id_namespace(item["kind"], item["path"])  # the corpus stage's own rule
             if namespace in seen and seen[namespace] != summary["directory"]:
                 raise JobError(f"{summary['directory']} and {seen[namespace]} both hold documents of a file named "
-                               f"{stem!r} ({item['path']}), so their ids would clash: extract them in one run")
+                               f"{namespace[1]!r} ({item['path']}), so their ids would clash: extract them in one run")
             seen[namespace] = summary["directory"]
 
 

@@ -422,8 +422,7 @@ def run_path(runs_dir: str, shard: tuple[int, int], range_index: int, part: int)
 def _merged_runs(paths: list[str]) -> Iterator[tuple[int, bytes]]:
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(FileSystems.open(p, compression_type="uncompressed")) for p in sorted(paths)]
-        block = runs.read_block_bytes(len(files))
-        yield from runs.merge(runs.read_run(f, block) for f in files)
+        yield from runs.merged_files(files)
 
 
 class WriteShard(beam.DoFn):

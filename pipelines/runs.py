@@ -74,6 +74,12 @@ def read_run(file: BinaryIO, block_bytes: int = _READ_BYTES) -> Iterator[tuple[i
             return
 
 
+def merged_files(files: list[BinaryIO]) -> Iterator[tuple[int, bytes]]:
+    """All items of the run files open in `files`, merged, each read a block at a time."""
+    block = read_block_bytes(len(files))
+    return merge(read_run(f, block) for f in files)
+
+
 def merge(runs: Iterable[Iterable[tuple[int, bytes]]]) -> Iterator[tuple[int, bytes]]:
     """All items of the runs in (key, record) order. Ties of keys (a 64-bit
     hash of ids: not expected) are broken by the bytes, so the order is the

@@ -250,7 +250,7 @@ def _file_tasks(kind: str, path: str, size: int, options: PlanOptions) -> list[d
             for start, end in textformats.plan_byte_ranges(size, options.split_bytes)]
 
 
-def _id_namespace(kind: str, path: str, tasks: list[dict]) -> tuple[str, str]:
+def id_namespace(kind: str, path: str, tasks: list[dict] = ()) -> tuple[str, str]:
     """What a file's document ids are made unique by: two files may not share it."""
     if kind == "tfds":
         return "tfds", tasks[0]["id_prefix"] if tasks else path
@@ -270,7 +270,7 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
     seen: dict[tuple[str, str], str] = {}
     for kind, path, size in files:
         tasks = _file_tasks(kind, path, size, options)
-        namespace = _id_namespace(kind, path, tasks)
+        namespace = id_namespace(kind, path, tasks)
         if namespace in seen and seen[namespace] != path:
             raise InputError(f"{path} and {seen[namespace]} have the same name, so their documents would share ids")
         seen[namespace] = path
