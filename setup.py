@@ -46,5 +46,5 @@ setup(
         # wikiextractor 3.1.0 (the extractor of NVIDIA's BERT recipe and LDDL) on the same dump
         "bench": ["pysbd", "blingfire", "wikiextractor==3.1.0"],
     },
-    entry_points={"console_scripts": ["albertprep=albertprep.cli:main"]},
+    entry_points={"console_scripts": ["albertprep=albertprep.launch:main"]},
 )

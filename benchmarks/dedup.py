@@ -113,9 +113,9 @@ def main() -> None:
         inputs = [str(tmp_path / "in" / name) for name in ("wiki", "books", "copies")]
         extract_dir, dedup_dir = tmp_path / "extract", tmp_path / "dedup"
         commands = {
-            "extract": [python, "-m", "albertprep.cli", "extract", *inputs, "--output", str(extract_dir),
+            "extract": [python, "-m", "albertprep", "extract", *inputs, "--output", str(extract_dir),
                         "--workers", "1", "--overwrite"],
-            "dedup": [python, "-m", "albertprep.cli", "dedup", str(extract_dir), "--output", str(dedup_dir),
+            "dedup": [python, "-m", "albertprep", "dedup", str(extract_dir), "--output", str(dedup_dir),
                       "--workers", "1", "--overwrite"],
         }
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}

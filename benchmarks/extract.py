@@ -96,9 +96,9 @@ def main() -> None:
             "import apache_beam": [python, "-c", "import apache_beam"],
             "wikiextractor": [python, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(tmp_path / "wx"),
                               "--processes", "1", "--no-templates", "-q"],
-            "albertprep 1 worker": [python, "-m", "albertprep.cli", "extract", str(dump), "--output",
+            "albertprep 1 worker": [python, "-m", "albertprep", "extract", str(dump), "--output",
                                     str(tmp_path / "ours1"), "--workers", "1", "--overwrite"],
-            "albertprep 2 workers": [python, "-m", "albertprep.cli", "extract", str(dump), "--output",
+            "albertprep 2 workers": [python, "-m", "albertprep", "extract", str(dump), "--output",
                                      str(tmp_path / "ours2"), "--workers", "2", "--overwrite"],
         }
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}

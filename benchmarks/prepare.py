@@ -1,6 +1,6 @@
 """The instance stage: CPU per instance, start-up, peak RSS and the 2-worker speed-up, in one run.
 
-Every prepare runs as its own process (`python -m albertprep.cli prepare`,
+Every prepare runs as its own process (`python -m albertprep prepare`,
 from documents the corpus stage made first, so extraction is not counted);
 wall time, CPU (user + system, with the worker processes it waits for) and
 the peak RSS of its largest process come from wait4().
@@ -47,14 +47,14 @@ PYTHON = sys.executable
 
 
 def extract(inputs: list[str], output: pathlib.Path) -> pathlib.Path:
-    measure([PYTHON, "-m", "albertprep.cli", "extract", *inputs, "--output", str(output)], cwd=str(ROOT))
+    measure([PYTHON, "-m", "albertprep", "extract", *inputs, "--output", str(output)], cwd=str(ROOT))
     return output
 
 
 def prepare(documents: pathlib.Path, output: pathlib.Path, model: pathlib.Path, *flags: str) -> tuple:
     """(wall s, CPU s, peak RSS MB, manifest) of one prepare process."""
     shutil.rmtree(output, ignore_errors=True)
-    wall, cpu, rss = measure([PYTHON, "-m", "albertprep.cli", "prepare", str(documents), "--output", str(output),
+    wall, cpu, rss = measure([PYTHON, "-m", "albertprep", "prepare", str(documents), "--output", str(output),
                               "--spm-model", str(model), *flags], cwd=str(ROOT))
     return wall, cpu, rss, manifest.read(str(output))
 

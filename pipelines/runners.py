@@ -12,14 +12,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+from albertprep.pipelines import warm
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 _SETUP_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+class _InMemoryNotice(logging.Filter):
+    """FnApiRunner warns that N workers need a multi-process running mode
+    whenever it is given its workers' environment itself, as make_pipeline
+    does; the N warm processes are that multi-process mode."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
+
+
+logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_InMemoryNotice())
 
 
 def _has_flag(beam_args: list[str], name: str) -> bool:
@@ -57,10 +73,13 @@ def make_pipeline(beam_args: list[str], workers: int = 1, parallel_tasks: int = 
     runner = PipelineOptions(beam_args).view_as(StandardOptions).runner  # --runner=X or --runner X
     if runner is None:
         options = PipelineOptions(beam_args)
-        direct = options.view_as(DirectOptions)
-        direct.direct_num_workers = workers
-        direct.direct_running_mode = "multi_processing" if workers > 1 else "in_memory"
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
+        options.view_as(DirectOptions).direct_num_workers = workers
+        if workers == 1:
+            return beam.Pipeline(runner=FnApiRunner(), options=options)
+        # N worker processes, as Beam's multi_processing mode starts them, but
+        # forked from warm.py's zygote: ready at once and stopped at once.
+        environment = SubprocessSDKEnvironment.from_command_string(warm.pool().command())
+        return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
     if "DaskRunner" in runner and not (
         _has_flag(beam_args, "--dask_npartitions") or _has_flag(beam_args, "--dask_partition_size")
     ):

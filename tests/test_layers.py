@@ -98,7 +98,7 @@ def test_a_wheel_installs_one_package_holding_the_three_stages(tmp_path):
                    "albertprep/core/records.py", "albertprep/cli.py"):
         assert module in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "albertprep = albertprep.cli:main" in entry_points
+    assert "albertprep = albertprep.launch:main" in entry_points
 
 
 def test_the_source_distribution_beam_ships_holds_the_stage_folders(tmp_path):

@@ -1,0 +1,230 @@
+"""Warm worker processes for the local runner's `--workers N`.
+
+Beam's FnApiRunner in multi-processing mode starts each worker as
+`python -m apache_beam.runners.worker.sdk_worker_main` when the job's first
+stage runs, so every pipeline waits about a second while each worker imports
+Beam (on two cores, N workers' imports and the command's own contend), and at
+the end it stops the workers one after another, each taking a quarter of a
+second to tear its interpreter down. On a job of ten seconds over two workers
+that fixed cost alone held the speed-up near 1.55x.
+
+This module keeps Beam's own SDK harness (`create_harness`, fed the
+environment Beam gives its workers) but starts it differently:
+
+- One template process (the zygote) imports Beam's worker and our stage
+  modules once, then waits on a listening Unix socket. `prestart` starts it
+  as the command starts, before the command itself imports Beam, so the two
+  imports run side by side (the `albertprep` entry point and
+  `python -m albertprep` call it; otherwise the first pipeline does).
+- The worker command the runner launches (`attach`) is a small client: it
+  connects, hands over its environment and exits with the worker's exit code.
+- For each connection the zygote forks a worker, which runs the harness and
+  leaves with `os._exit` once its results are sent: no worker imports Beam
+  again, none waits on interpreter teardown, and every later pipeline of the
+  job (dedup runs three) finds its workers ready at once.
+
+Forking is safe here because the zygote never starts gRPC: importing grpc
+starts no thread and opens no channel; every channel and server is made in
+the forked worker. The zygote ends when its parent closes its stdin (the
+parent exited or closed the pool); a worker ends when its client goes away
+(the runner stopped it). Ctrl-C is the parent's to handle: the zygote and its
+workers ignore SIGINT and end with their peers.
+
+This module imports no Beam at module level: `prestart` must run before the
+command's own imports.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+# What a warm process imports before it waits: Beam's worker and the modules
+# whose DoFns the jobs ship, so that a pipeline's first bundle finds them loaded.
+_PRELOAD = ("albertprep.pipelines.jobs",)
+_BEAM_COMMANDS = ("extract", "vocab", "dedup", "prepare")
+_TAKEN = b"t"
+# How long a worker command waits for the zygote to take it before it fails
+# its pipeline with one line, rather than hang (the zygote died, or is still
+# importing on a machine far slower than any seen).
+_ACCEPT_SECONDS = 300.0
+
+
+class Pool:
+    """The zygote of this process's warm workers; see the module doc."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="albertprep-workers-")
+        self.address = os.path.join(self._dir, "workers.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.address)
+        listener.listen(64)
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "albertprep.pipelines.warm", "serve", str(listener.fileno()), self._dir],
+            pass_fds=(listener.fileno(),), stdin=subprocess.PIPE, close_fds=True)
+        listener.close()  # the zygote holds it now
+
+    def command(self) -> str:
+        """The worker command line for Beam's SubprocessSDKEnvironment."""
+        return f"{sys.executable} -m albertprep.pipelines.warm attach {self.address}"
+
+    def close(self) -> None:
+        """Ends the zygote once its workers have ended; it removes the socket."""
+        with contextlib.suppress(OSError):
+            self._zygote.stdin.close()
+        self._zygote.wait()
+
+
+_pool: Pool | None = None
+
+
+def pool() -> Pool:
+    """This process's pool, made on first use and closed at exit."""
+    global _pool
+    if _pool is None:
+        _pool = Pool()
+        atexit.register(_pool.close)
+    return _pool
+
+
+def workers_requested(argv: list[str]) -> int:
+    """How many local worker processes a command line asks for: N of
+    `--workers N` on a Beam command with no `--runner`, else 0. A cheap
+    reading of argv, only to start the workers early; the CLI's own parse
+    decides what runs, and a wrong guess only costs an idle process."""
+    if not argv or argv[0] not in _BEAM_COMMANDS:
+        return 0
+    workers = 1
+    for index, arg in enumerate(argv):
+        if arg == "--runner" or arg.startswith("--runner="):
+            return 0
+        value = None
+        if arg == "--workers" and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith("--workers="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            workers = int(value) if value.isdigit() else 1
+    return workers if workers > 1 else 0
+
+
+def prestart(argv: list[str]) -> None:
+    """Start the warm workers a command line will want, before its imports."""
+    if workers_requested(argv):
+        pool()
+
+
+# ---- the two processes' sides ------------------------------------------------
+
+def _exit_when_closed(read, code: int, before=None) -> None:
+    """End this process when `read` reaches EOF (its peer went away), after
+    calling `before`."""
+    def wait() -> None:
+        with contextlib.suppress(OSError):
+            while read(1 << 16):
+                pass
+        if before is not None:
+            before()
+        os._exit(code)
+    threading.Thread(target=wait, daemon=True).start()
+
+
+def _serve(listener_fd: int, directory: str) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers are waited for, never left to SIGCHLD's auto-reaping: waiting is
+    # what adds a child's CPU time to its parent's children's, and so to the
+    # command's own CPU time as its caller measures it.
+    workers: set[int] = set()
+    def end() -> None:  # also when the parent died without closing the pool (os._exit on Ctrl-C)
+        _reap(workers, block=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    _exit_when_closed(sys.stdin.buffer.read1, 0, before=end)
+    listener = socket.socket(fileno=listener_fd)
+    # (running as albertprep.pipelines.warm, the package's log filter is in
+    # place before Beam's import would warn)
+    from apache_beam.runners.worker import sdk_worker_main
+    for module in _PRELOAD:
+        importlib.import_module(module)
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # what a log call during the imports set up: the harness
+        root.removeHandler(handler)      # sends its log to the runner, which shows what matters
+    while True:
+        connection, _ = listener.accept()
+        _reap(workers, block=False)
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            _work(connection, sdk_worker_main)
+        workers.add(pid)
+        connection.close()
+
+
+def _reap(workers: set[int], block: bool) -> None:
+    """Wait for the workers that have ended (all of them, if `block`)."""
+    for pid in list(workers):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == 0:
+                continue
+        workers.discard(pid)
+
+
+def _work(connection: socket.socket, sdk_worker_main) -> None:
+    """One worker: Beam's harness on the environment its client handed over."""
+    connection.sendall(_TAKEN)
+    request = json.loads(connection.makefile("rb").readline())
+    _exit_when_closed(connection.recv, 1)
+    os.chdir(request["cwd"])  # as a worker the runner started itself would be
+    os.environ.clear()
+    os.environ.update(request["environ"])
+    code = 0
+    try:
+        log_handler, harness, _ = sdk_worker_main.create_harness(os.environ)
+        try:
+            harness.run()
+        finally:
+            if log_handler:
+                log_handler.close()
+    except Exception:  # Beam has logged it to the runner; the runner reports the failure
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        connection.sendall(bytes([code]))
+    os._exit(code)
+
+
+def _attach(address: str) -> int:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(address)
+    request = {"cwd": os.getcwd(), "environ": dict(os.environ)}
+    connection.sendall(json.dumps(request).encode() + b"\n")
+    connection.settimeout(_ACCEPT_SECONDS)
+    try:
+        taken = connection.recv(1)
+    except TimeoutError:
+        taken = b""
+    if taken != _TAKEN:
+        print(f"albertprep worker: no warm worker process took this worker within {_ACCEPT_SECONDS:.0f} s",
+              file=sys.stderr)
+        return 1
+    connection.settimeout(None)
+    code = connection.recv(1)
+    return code[0] if code else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        sys.exit(_serve(int(sys.argv[2]), sys.argv[3]))
+    sys.exit(_attach(sys.argv[2]))

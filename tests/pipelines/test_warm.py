@@ -1,0 +1,112 @@
+"""The local runner's warm workers (pipelines/warm.py): Beam's own harness in
+processes forked from one zygote, so `--workers N` pays one import, not N."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import textwrap
+
+import apache_beam as beam
+import pytest
+
+from albertprep.pipelines import runners, warm
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["extract", "in.xml", "--output", "o", "--workers", "2"], 2),
+    (["prepare", "d", "--workers=3", "--output", "o"], 3),
+    (["dedup", "d", "--output", "o"], 0),                       # one worker: the in-process runner
+    (["extract", "in", "--workers", "1"], 0),
+    (["extract", "in", "--workers", "2", "--runner", "DaskRunner"], 0),  # another runner's workers
+    (["pretrain", "--workers", "2"], 0),                        # not a Beam job
+    (["extract", "in", "--workers", "two"], 0),                 # the CLI will refuse it in one line
+    ([], 0),
+])
+def test_workers_are_started_early_only_for_a_local_multi_worker_beam_job(argv, expected):
+    assert warm.workers_requested(argv) == expected
+
+
+def test_a_two_worker_pipeline_runs_in_workers_forked_from_the_zygote(tmp_path, monkeypatch):
+    """Every element is processed once, in a process whose parent is the
+    zygote; and each worker runs where the runner was, with its environment,
+    though the zygote was started before either was set."""
+    zygote = warm.pool()._zygote.pid
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALBERTPREP_WARM_PROBE", "set after the zygote started")
+    out = tmp_path / "seen"
+
+    def where(element):  # made here, so that it is pickled by value: a worker cannot import this test
+        return element, os.getpid(), os.getppid(), os.getcwd(), os.environ.get("ALBERTPREP_WARM_PROBE")
+
+    pipeline = runners.make_pipeline([], workers=2)
+    (pipeline
+     | beam.Create(range(40), reshuffle=False)
+     | beam.Map(lambda x: (x % 8, x)) | beam.GroupByKey() | beam.FlatMap(lambda kv: kv[1])
+     | beam.Map(where)
+     | beam.Map(repr) | beam.io.WriteToText(str(out), shard_name_template=""))
+    pipeline.run().wait_until_finish()
+    rows = [eval(line) for line in out.read_text().splitlines()]  # noqa: S307 (our own repr)
+    assert sorted(row[0] for row in rows) == list(range(40))
+    assert {row[2] for row in rows} == {zygote}
+    assert os.getpid() not in {row[1] for row in rows} and zygote not in {row[1] for row in rows}
+    assert {row[3] for row in rows} == {str(tmp_path)}
+    assert {row[4] for row in rows} == {"set after the zygote started"}
+
+
+def test_the_workers_cpu_time_is_counted_in_the_commands_and_nothing_is_left_behind(tmp_path):
+    """A caller measures a command's CPU by wait4 (benchmarks/_process.py):
+    the forked workers' CPU must reach it, which needs the zygote to wait for
+    them. Each worker burns a known amount of CPU; the command's children's
+    time, less what the command itself used, must hold it. The zygote and
+    its socket directory are gone when the command has ended."""
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import os, resource, sys, time
+        import apache_beam as beam
+        from albertprep.pipelines import runners, warm
+
+        def burn(x):
+            end = time.thread_time() + 0.6
+            while time.thread_time() < end:
+                pass
+            return x
+
+        pipeline = runners.make_pipeline([], workers=2)
+        (pipeline | beam.Create(range(4), reshuffle=False) | beam.Map(lambda x: (x, x))
+         | beam.GroupByKey() | beam.Map(lambda kv: burn(kv[0])))
+        pipeline.run().wait_until_finish()
+        pool = warm.pool()
+        print(pool._zygote.pid, os.path.dirname(pool.address),
+              sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
+    """))
+    before = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    children = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]) - before
+    zygote, directory, own = done.stdout.split()
+    assert children - float(own) >= 4 * 0.6, (children, own)
+    assert not os.path.exists(directory)
+    assert not pathlib.Path(f"/proc/{zygote}").exists()
+
+
+def test_the_albertprep_entry_point_runs_a_two_worker_job(tmp_path):
+    """`python -m albertprep` starts the zygote before the CLI's imports, and
+    its output is the same as one worker's."""
+    books = ROOT.parent / "shared" / "corpora" / "books"
+    chosen = [str(books / name) for name in ("austen-emma.txt", "austen-sense.txt", "chesterton-ball.txt")]
+    outputs = {}
+    for workers in (1, 2):
+        output = tmp_path / f"w{workers}"
+        done = subprocess.run([sys.executable, "-m", "albertprep", "extract", *chosen, "--output", str(output),
+                               "--workers", str(workers)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        outputs[workers] = [p.read_bytes() for p in sorted(output.glob("documents-*"))]
+    assert len(outputs[1]) == 2 * len(chosen) and outputs[1] == outputs[2]  # a .jsonl and a .txt per book
