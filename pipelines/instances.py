@@ -28,7 +28,15 @@ import dataclasses
 import numpy as np
 
 from albertprep.core.options import setting
-from albertprep.core.records import Instance, MaskingConfig, MaskingStats, MaskingVocab, mask_instance
+from albertprep.core.records import (
+    Instance,
+    MaskingConfig,
+    MaskingStats,
+    MaskingVocab,
+    ToMask,
+    mask_batch,
+    masking_draws,
+)
 from albertprep.core.tokenizer import SPECIAL_PIECES
 
 CLS, SEP = SPECIAL_PIECES["[CLS]"], SPECIAL_PIECES["[SEP]"]
@@ -196,6 +204,25 @@ def _target_length(config: InstanceConfig, rng: np.random.Generator) -> tuple[in
     return max_tokens, False
 
 
+@dataclasses.dataclass(frozen=True)
+class Segmented:
+    """An instance before masking: its tokens and draws, and its SOP label."""
+
+    to_mask: ToMask
+    sop_label: int
+
+    def masked(self, ids: np.ndarray, positions: np.ndarray, originals: np.ndarray) -> Instance:
+        item = self.to_mask
+        return Instance(ids, item.word_starts, item.len_a, self.sop_label, positions, originals)
+
+
+def mask_segmented(segmented: list[Segmented], config: InstanceConfig, vocab: MaskingVocab,
+                   stats: InstanceStats) -> list[Instance]:
+    """The instances, masked in one batch (records.mask_batch)."""
+    results = mask_batch([s.to_mask for s in segmented], config.masking, vocab, stats.masking)
+    return [s.masked(*result) for s, result in zip(segmented, results)]
+
+
 def create_instances(
     document: TokenizedDocument,
     rng: np.random.Generator,
@@ -205,7 +232,22 @@ def create_instances(
     pool: BPool | None = None,
     own_id: str = "",
 ) -> list[Instance]:
-    """The instances of one document (one duplicate), masked.
+    """The instances of one document (one duplicate), masked: `segment_document`
+    and `mask_segmented`. A job masks many documents' instances in one batch
+    instead, which is the same instances, faster."""
+    return mask_segmented(segment_document(document, rng, config, stats, pool, own_id), config, vocab, stats)
+
+
+def segment_document(
+    document: TokenizedDocument,
+    rng: np.random.Generator,
+    config: InstanceConfig,
+    stats: InstanceStats,
+    pool: BPool | None = None,
+    own_id: str = "",
+) -> list[Segmented]:
+    """The instances of one document (one duplicate), before masking; each
+    holds the draws its masking will read.
 
     `rng` is seeded by (seed, document id, duplicate index). With
     albert_compat, B may be borrowed from another document of `pool` than
@@ -216,7 +258,7 @@ def create_instances(
         stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
     bounds = document.bounds.tolist()
     sentences = len(bounds) - 1
-    instances: list[Instance] = []
+    instances: list[Segmented] = []
     target, short = _target_length(config, rng)
     first = 0  # the chunk is sentences first..i
     for i in range(sentences):
@@ -248,19 +290,19 @@ def create_instances(
                 a, b, label = b, a, 1
                 stats.sop_swapped += 1
         ids_a, ws_a, ids_b, ws_b, truncated = _truncate_pair(document, a, b_document, b, max_tokens, rng)
-        instance = _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, stats.masking)
+        instance = _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config)
         instances.append(instance)
         stats.instances += 1
         stats.short_target += short
         stats.truncated += truncated
-        stats.length_histogram[len(instance.input_ids)] += 1
+        stats.length_histogram[len(instance.to_mask.original_ids)] += 1
         first = i + 1
         if not config.albert_compat:  # ALBERT draws the target once for the whole document pass
             target, short = _target_length(config, rng)
     return instances
 
 
-def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, masking_stats) -> Instance:
+def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config) -> Segmented:
     len_a, len_b = len(ids_a), len(ids_b)
     ids = np.empty(len_a + len_b + 3, np.int64)
     ids[0], ids[len_a + 1], ids[-1] = CLS, SEP, SEP
@@ -268,5 +310,7 @@ def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config, vocab, masking_stats
     word_starts = np.zeros(len(ids), bool)
     word_starts[1: len_a + 1], word_starts[len_a + 2: -1] = ws_a, ws_b
     word_starts[1] = word_starts[len_a + 2] = True  # a segment starts a word, even when truncated
-    input_ids, positions, originals = mask_instance(ids, word_starts, len_a, rng, config.masking, vocab, masking_stats)
-    return Instance(input_ids, word_starts, len_a, label, positions, originals)
+    # The masking draws are taken here, in the document's sequence of draws,
+    # so an instance's masks do not depend on the batch it is masked in.
+    draws = rng.random(masking_draws(word_starts, config.masking))
+    return Segmented(ToMask(ids, word_starts, len_a, draws), label)

@@ -45,8 +45,10 @@ from albertprep.pipelines.instances import (
     InstanceConfig,
     InstanceStats,
     PooledDocument,
+    Segmented,
     TokenizedDocument,
-    create_instances,
+    mask_segmented,
+    segment_document,
 )
 
 ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
@@ -55,6 +57,9 @@ _PROGRESS_SECONDS = 30.0
 # Records a task buffers before it writes them out as runs: the bound on its
 # memory, whatever the corpus, dupe factor or shard size.
 _RUN_BUFFER_BYTES = 8 << 20
+# Instances masked together (records.mask_batch): enough that NumPy's cost per
+# call is spread thin, few enough that the batch is a few MB at 512 tokens.
+_MASK_BATCH = 1024
 # Train shards of a small corpus: enough for that many processes to write
 # them in parallel (and hosts to read distinct files), whatever the runner.
 # A fixed number, not the worker count: the files must not depend on it.
@@ -377,19 +382,28 @@ class MakeInstances(beam.DoFn):
             written.append((shard, path))
 
         buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
+        pending: dict[str, list[tuple[tuple[int, int], int, Segmented]]] = {split: [] for split in SPLITS}
+
+        def mask_pending(split: str) -> None:
+            batch = pending[split]
+            masked = mask_segmented([s for _, _, s in batch], config.instances, self._vocab, stats[split])
+            for (shard, key, _), instance in zip(batch, masked):
+                buffer.add(shard, key, records.encode(instance, self._tokenizer.vocab_size))
+            batch.clear()
+
         for document, split, tokens in source:
             documents["read"] += 1
             documents[split] += 1
             made = 0
             for dup in range(config.dupe_factor):
                 rng = records.rng_for(config.seed, document.id, dup)
-                for k, instance in enumerate(create_instances(
-                        tokens, rng, config.instances, self._vocab, stats[split], self._pools.get(split),
-                        document.id)):
+                for k, segmented in enumerate(segment_document(
+                        tokens, rng, config.instances, stats[split], self._pools.get(split), document.id)):
                     key = records.stable_hash(document.id, dup, k)
-                    shard = key % self._shards[split]
-                    buffer.add((SPLITS.index(split), shard), key, records.encode(instance, self._tokenizer.vocab_size))
+                    pending[split].append(((SPLITS.index(split), key % self._shards[split]), key, segmented))
                     made += 1
+            if len(pending[split]) >= _MASK_BATCH:
+                mask_pending(split)
             documents["used" if made else "no_instances"] += 1
             self._documents.inc()
             self._instances.inc(made)
@@ -399,6 +413,8 @@ class MakeInstances(beam.DoFn):
                 total = sum(s.instances for s in stats.values())
                 _LOG.info("prepare: range %d: %d documents, %d instances, %.0f instances/s, %.0fs elapsed",
                           read_range.index, documents["read"], total, total / elapsed, elapsed)
+        for split in SPLITS:
+            mask_pending(split)
         buffer.flush()
         with FileSystems.create(FileSystems.join(self._runs_dir, range_done_name(read_range))) as f:
             f.write(b"")  # the job's progress counts the ranges done

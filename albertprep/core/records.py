@@ -23,7 +23,6 @@ input_mask, segment_ids and masked_lm_weights are derived when decoding.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 import hashlib
@@ -196,23 +195,6 @@ class MaskingStats:
         self.maskable_tokens += other.maskable_tokens
 
 
-def _words(word_starts: np.ndarray, len_a: int, length: int) -> tuple[list[int], list[int], int]:
-    """Word starts and ends, and how many words A has; words never cross [SEP].
-
-    A segment's first token starts a word even if truncation cut the `▁`
-    piece before it. A word ends where the next begins, or at its [SEP].
-    """
-    starts = word_starts.copy()
-    starts[[0, len_a + 1, length - 1]] = False  # [CLS], [SEP], [SEP]
-    starts[[1, len_a + 2]] = True
-    word_start = np.flatnonzero(starts).tolist()
-    words_in_a = bisect.bisect_left(word_start, len_a + 1)
-    word_end = word_start[1:]
-    word_end.append(length - 1)
-    word_end[words_in_a - 1] = len_a + 1
-    return word_start, word_end, words_in_a
-
-
 @functools.lru_cache
 def _length_cdfs(max_ngram: int) -> list[list[float]]:
     """cdfs[k]: the cumulative p(n) ∝ 1/n over n = 1..k+1."""
@@ -224,6 +206,210 @@ def _length_cdfs(max_ngram: int) -> list[list[float]]:
     return cdfs
 
 
+def mask_budget(length: int, config: MaskingConfig) -> int:
+    """Masked positions of an instance of `length` tokens, exactly: ALBERT's
+    min(max_predictions, max(1, round(L * masked_lm_prob)))."""
+    return min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
+
+
+def masking_draws(word_starts: np.ndarray, config: MaskingConfig) -> int:
+    """How many uniform draws masking an instance takes: two per word (its
+    place in the shuffle and its n-gram length) and two per masked position
+    (its replacement kind and the random piece). `word_starts` as the
+    instance has it: [CLS] and [SEP] start no word, each segment's first
+    token starts one."""
+    return 2 * int(np.count_nonzero(word_starts)) + 2 * mask_budget(len(word_starts), config)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToMask:
+    """One instance before masking: `[CLS] A [SEP] B [SEP]` ids, word starts
+    as `masking_draws` describes them, len(A), and its block of
+    `masking_draws` uniform draws from the instance's own generator."""
+
+    original_ids: np.ndarray
+    word_starts: np.ndarray
+    len_a: int
+    draws: np.ndarray
+
+
+def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
+               stats: MaskingStats | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """ALBERT's whole-word n-gram masking of each instance: (input ids,
+    positions, original ids at them), for a batch at once.
+
+    As google-research/albert: the budget is `mask_budget`; word n-grams
+    start at shuffled words, n drawn with p(n) ∝ 1/n, shortened while over
+    budget; each masked token becomes [MASK] 80%, a random piece 10%, itself
+    10%. Two deliberate differences: an n-gram never crosses [SEP], and a
+    start is rejected when any of its max_ngram-word window is already
+    masked (not only its drawn n words), so acceptance does not depend on n
+    and masked spans keep the 1/n distribution. Every instance gets exactly
+    its budget, as ALBERT's do (see `_fill`).
+
+    Each instance reads only its own block of draws, so its masks are the
+    same whatever batch it is in. The shuffle is Fisher-Yates, one place a
+    step; each step runs for the whole batch at once, in NumPy over the
+    instances still short of their budget, on the batch's words laid end to
+    end (no padding): masking one instance at a time in Python took about
+    50 us per 512 tokens.
+    """
+    if not batch:
+        return []
+    max_ngram = config.max_ngram
+    rows = len(batch)
+    lengths = np.fromiter((len(item.original_ids) for item in batch), np.int64, rows)
+    len_a = np.fromiter((item.len_a for item in batch), np.int64, rows)
+    budget = np.minimum(config.max_predictions_per_seq,
+                        np.maximum(1, np.rint(lengths * config.masked_lm_prob).astype(np.int64)))
+    token_offsets = np.cumsum(lengths) - lengths
+    # The batch's words end to end (global word numbers): a word ends where
+    # the next starts, the last of A at A's [SEP], the last of B at the
+    # final [SEP]. max_ngram spare entries at the end keep every window in
+    # bounds; a window never reaches past its segment (see `available`).
+    flat_starts = np.concatenate([item.word_starts for item in batch])
+    word_token = np.flatnonzero(flat_starts)  # a word's first token, in the batch's tokens
+    bounds = np.empty(2 * rows, np.int64)
+    bounds[0::2], bounds[1::2] = token_offsets, token_offsets + len_a + 1
+    counts = np.add.reduceat(flat_starts.view(np.uint8), bounds, dtype=np.int64)
+    words_in_a, words_in_b = counts[0::2], counts[1::2]
+    num_words = words_in_a + words_in_b
+    word_offsets = np.cumsum(num_words) - num_words
+    total_words = int(num_words.sum())
+    word_end = np.empty(total_words + max_ngram, np.int64)
+    word_end[:total_words - 1] = word_token[1:]
+    word_end[word_offsets + words_in_a - 1] = token_offsets + len_a + 1
+    word_end[word_offsets + num_words - 1] = token_offsets + lengths - 1
+    word_end[total_words:] = word_end[total_words - 1]
+    word_start = np.concatenate([word_token, np.full(max_ngram, word_token[-1])])
+    # Each block: shuffle draws, n-gram draws (one per word), kind draws,
+    # piece draws (one per masked position).
+    draw_counts = 2 * num_words + 2 * budget
+    if not all(len(item.draws) == count for item, count in zip(batch, draw_counts.tolist())):
+        raise ValueError("a block of draws does not match its instance (masking_draws)")
+    draws = np.concatenate([item.draws for item in batch])
+    draw_offsets = np.cumsum(draw_counts) - draw_counts
+    cdf_table = np.full((max_ngram, max_ngram), np.inf)
+    for k, cdf in enumerate(_length_cdfs(max_ngram)):
+        cdf_table[k, :len(cdf)] = cdf
+    order = np.arange(total_words)  # the shuffles, in place: place -> word (global numbers)
+    covered = np.zeros(total_words + max_ngram, bool)  # by word: spans are whole words until the fill
+    masked = np.zeros(rows, np.int64)
+    steps = np.zeros(rows, np.int64)
+    span_rows, span_starts, span_ends = [], [], []  # each step's spans, in the order taken
+    ngram_counts = np.zeros(max_ngram + 1, np.int64)
+    free_counts = np.zeros(max_ngram + 1, np.int64)
+    ngram_range = np.arange(max_ngram)
+    live = np.arange(rows)
+    for step in range(int(num_words.max())):
+        live = live[(masked[live] < budget[live]) & (step < num_words[live])]
+        if not len(live):
+            break
+        steps[live] = step + 1
+        here = word_offsets[live] + step
+        swap = here + (draws[draw_offsets[live] + step] * (num_words[live] - step)).astype(np.int64)
+        w = order[swap]
+        order[swap] = order[here]
+        order[here] = w
+        local = w - word_offsets[live]
+        available = np.minimum(max_ngram, np.where(local < words_in_a[live], words_in_a[live], num_words[live]) - local)
+        window = w[:, None] + ngram_range[None, :]
+        free = ~(covered[window] & (ngram_range[None, :] < available[:, None])).any(axis=1)
+        start = word_token[w]
+        drawn = 1 + (draws[draw_offsets[live] + num_words[live] + step][:, None] >= cdf_table[available - 1]).sum(1)
+        ends = word_end[window]  # the end of the n-gram for n = 1..max_ngram
+        fits = (ngram_range[None, :] < drawn[:, None]) & \
+            (masked[live, None] + ends - start[:, None] <= budget[live, None])
+        n = np.where(fits.any(axis=1), max_ngram - np.argmax(fits[:, ::-1], axis=1), 0)
+        taken = free & (n > 0)
+        if not taken.any():
+            continue
+        rows_taken, w, start, n = live[taken], w[taken], start[taken], n[taken]
+        available, drawn, ends = available[taken], drawn[taken], ends[taken]
+        end = ends[np.arange(len(n)), n - 1]
+        np.add.at(ngram_counts, n, 1)
+        whole_window = (available == max_ngram) & (masked[rows_taken] + ends[:, -1] - start <= budget[rows_taken])
+        np.add.at(free_counts, drawn[whole_window], 1)
+        covered[(w[:, None] + ngram_range[None, :])[ngram_range[None, :] < n[:, None]]] = True
+        span_rows.append(rows_taken)
+        span_starts.append(start)
+        span_ends.append(end)
+        masked[rows_taken] += end - start
+    # Masked tokens in the order taken: span by span, each span's tokens in
+    # order, then the fill's; a token's slot is its place in that order.
+    if span_rows:
+        by_row = np.argsort(np.concatenate(span_rows), kind="stable")
+        span_row = np.concatenate(span_rows)[by_row]
+        span_start = np.concatenate(span_starts)[by_row]
+        span_length = np.concatenate(span_ends)[by_row] - span_start
+    else:
+        span_row = span_start = span_length = np.zeros(0, np.int64)
+    token_row = np.repeat(span_row, span_length)
+    token = np.repeat(span_start - np.cumsum(span_length) + span_length, span_length) + np.arange(len(token_row))
+    short = np.flatnonzero(masked < budget)
+    if len(short):  # rare: see _fill
+        extra = [_fill(token[token_row == row], order, word_start, word_end, int(word_offsets[row]),
+                       int(num_words[row]), int(steps[row]), draws[draw_offsets[row]:], int(budget[row] - masked[row]))
+                 for row in short.tolist()]
+        token_row = np.concatenate([token_row, np.repeat(short, [len(e) for e in extra])])
+        token = np.concatenate([token, *extra])
+        by_row = np.argsort(token_row, kind="stable")
+        token_row, token = token_row[by_row], token[by_row]
+    taken_count = np.bincount(token_row, minlength=rows)
+    slot = np.arange(len(token)) - np.repeat(np.cumsum(taken_count) - taken_count, taken_count)
+    kind_draw = draws[draw_offsets[token_row] + 2 * num_words[token_row] + slot]
+    piece_draw = draws[draw_offsets[token_row] + 2 * num_words[token_row] + budget[token_row] + slot]
+    is_mask, is_random = kind_draw < 0.8, (kind_draw >= 0.8) & (kind_draw < 0.9)
+    kinds = np.array([is_mask.sum(), is_random.sum(), len(kind_draw) - is_mask.sum() - is_random.sum()])
+    # Each row's positions ascending, then the masked ids laid over the originals.
+    ascending = np.lexsort((token, token_row))
+    token_row, token = token_row[ascending], token[ascending]
+    is_mask, is_random, piece_draw = is_mask[ascending], is_random[ascending], piece_draw[ascending]
+    original_ids = np.concatenate([np.asarray(item.original_ids) for item in batch])
+    input_ids = original_ids.copy()
+    random_ids = vocab.random_ids
+    input_ids[token[is_mask]] = vocab.mask_id
+    input_ids[token[is_random]] = random_ids[(piece_draw[is_random] * len(random_ids)).astype(np.int64)]
+    positions_flat, originals_flat = token - token_offsets[token_row], original_ids[token]
+    cuts = np.cumsum(taken_count).tolist()
+    ends_at = (token_offsets + lengths).tolist()
+    positions = [positions_flat[a:b] for a, b in zip([0, *cuts], cuts)]  # views: np.split costs 2 us a piece
+    originals = [originals_flat[a:b] for a, b in zip([0, *cuts], cuts)]
+    inputs = [input_ids[a:b] for a, b in zip(token_offsets.tolist(), ends_at)]
+    if stats is not None:
+        stats.ngram_counts[1:max_ngram + 1] += ngram_counts[1:]
+        stats.free_ngram_counts[1:max_ngram + 1] += free_counts[1:]
+        stats.replacement_counts += kinds
+        stats.masked_tokens += len(token)
+        stats.maskable_tokens += int((lengths - 3).sum())
+    return list(zip(inputs, positions, originals))
+
+
+def _fill(taken: np.ndarray, order: np.ndarray, word_start: np.ndarray, word_end: np.ndarray, offset: int,
+          num_words: int, shuffled: int, draws: np.ndarray, left: int) -> np.ndarray:
+    """The rest of one instance's budget (`left` tokens) when every word
+    left is longer than the budget left, or its window is taken (short
+    instances of long words: URLs, numbers, names). The budget is met
+    anyway, as ALBERT's always is: the words are visited again in the
+    shuffled order (the shuffle finished first) and their unmasked pieces
+    taken from the start, so only the last span can end inside a word. Rare,
+    so one instance at a time; tokens and words are the batch's numbers."""
+    order = order[offset: offset + num_words].tolist()
+    for step in range(shuffled, num_words):
+        swap = step + int(draws[step] * (num_words - step))
+        order[step], order[swap] = order[swap], order[step]
+    covered = set(taken.tolist())
+    extra = []
+    for w in order:
+        for index in range(int(word_start[w]), int(word_end[w])):
+            if len(extra) == left:
+                return np.array(extra, np.int64)
+            if index not in covered:
+                covered.add(index)
+                extra.append(index)
+    return np.array(extra, np.int64)
+
+
 def mask_instance(
     original_ids: np.ndarray,
     word_starts: np.ndarray,
@@ -233,114 +419,12 @@ def mask_instance(
     vocab: MaskingVocab,
     stats: MaskingStats | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ALBERT's whole-word n-gram masking: (input ids, positions, original ids).
-
-    As google-research/albert: the budget is min(max_predictions,
-    max(1, round(L * masked_lm_prob))); word n-grams start at shuffled
-    words, n drawn with p(n) ∝ 1/n, shortened while over budget; each
-    masked token becomes [MASK] 80%, a random piece 10%, itself 10%.
-    Two deliberate differences: an n-gram never crosses [SEP], and a start
-    is rejected when any of its max_ngram-word window is already masked
-    (not only its drawn n words), so acceptance does not depend on n and
-    masked spans keep the 1/n distribution. Every instance gets exactly its
-    budget, as ALBERT's do (see the fill at the end).
-
-    The random numbers are one block drawn up front, a fixed number per
-    instance: two per candidate word (its place in the shuffle and its
-    n-gram length) and two per masked position (its replacement kind and
-    the random piece), which is as reproducible as drawing them one at a
-    time and several times faster. The shuffle is Fisher-Yates done lazily:
-    only as far as the words visited (about as many as the budget).
-    """
+    """`mask_batch` of one instance, its draws taken from `rng`. Word starts
+    may be any; [CLS] and [SEP] are made to start no word and each
+    segment's first token to start one, as `mask_batch` expects."""
     length = len(original_ids)
-    word_start, word_end, words_in_a = _words(word_starts, len_a, length)
-    num_words = len(word_start)
-    max_ngram = config.max_ngram
-    budget = min(config.max_predictions_per_seq, max(1, int(round(length * config.masked_lm_prob))))
-    cdfs = _length_cdfs(config.max_ngram)
-    # Only the draws of the words visited are read (about as many as the
-    # budget), so the block stays an array and is read an element at a time.
-    draws = rng.random(2 * num_words + 2 * budget)
-    kind_draws, pick_draws = draws[2 * num_words:].tolist(), draws[2 * num_words + budget:].tolist()
-    random_list = vocab.random_list
-    random_count = len(random_list)
-    mask_id = vocab.mask_id
-    moved: dict[int, int] = {}  # the lazy shuffle: place -> word, where they differ
-    covered = bytearray(length)
-    replacements: dict[int, int] = {}
-    kinds = [0, 0, 0]
-    ngram_counts = [0] * (max_ngram + 1)
-    free_counts = [0] * (max_ngram + 1)
-
-    def take(index: int) -> None:
-        covered[index] = 1
-        slot = len(replacements)
-        draw = kind_draws[slot]
-        if draw < 0.8:
-            kinds[MASK] += 1
-            replacements[index] = mask_id
-        elif draw < 0.9:
-            kinds[RANDOM] += 1
-            replacements[index] = random_list[int(pick_draws[slot] * random_count)]
-        else:
-            kinds[KEEP] += 1
-            replacements[index] = -1
-
-    masked = shuffled = 0
-    for step in range(num_words):
-        if masked >= budget:
-            break
-        shuffled = step + 1
-        swap = step + int(draws[step] * (num_words - step))  # Fisher-Yates, one place at a time
-        w = moved.get(swap, swap)
-        moved[swap] = moved.get(step, step)
-        last_of_segment = words_in_a - 1 if w < words_in_a else num_words - 1
-        available = min(max_ngram, last_of_segment - w + 1)
-        start, window_end = word_start[w], word_end[w + available - 1]
-        if 1 in covered[start:window_end]:
-            continue
-        drawn = n = bisect.bisect_right(cdfs[available - 1], draws[num_words + step]) + 1
-        while n > 0 and masked + (word_end[w + n - 1] - start) > budget:
-            n -= 1
-        if n == 0:
-            continue
-        end = word_end[w + n - 1]
-        ngram_counts[n] += 1
-        if available == max_ngram and masked + (window_end - start) <= budget:
-            free_counts[drawn] += 1
-        for index in range(start, end):
-            take(index)
-        masked += end - start
-    if masked < budget:
-        # Every word left is longer than the budget left, or its window is
-        # taken (short instances of long words: URLs, numbers, names). The
-        # budget is met anyway, as ALBERT's always is: the words are visited
-        # again in the shuffled order and their unmasked pieces taken from
-        # the start, so only the last span can end inside a word.
-        order = [moved.get(place, place) for place in range(num_words)]
-        for step in range(shuffled, num_words):  # the rest of the shuffle first
-            swap = step + int(draws[step] * (num_words - step))
-            order[step], order[swap] = order[swap], order[step]
-        for w in order:
-            if len(replacements) >= budget:
-                break
-            for index in range(word_start[w], word_end[w]):
-                if len(replacements) >= budget:
-                    break
-                if not covered[index]:
-                    take(index)
-    positions = sorted(replacements)
-    input_ids = np.array(original_ids, copy=True)
-    changed = [p for p in positions if replacements[p] >= 0]
-    input_ids[changed] = [replacements[p] for p in changed]
-    if stats is not None:
-        for n in range(1, max_ngram + 1):
-            if ngram_counts[n]:
-                stats.ngram_counts[n] += ngram_counts[n]
-            if free_counts[n]:
-                stats.free_ngram_counts[n] += free_counts[n]
-        stats.replacement_counts += kinds
-        stats.masked_tokens += len(positions)
-        stats.maskable_tokens += length - 3
-    positions_array = np.array(positions, np.int64)
-    return input_ids, positions_array, np.asarray(original_ids)[positions_array]
+    starts = np.array(word_starts, bool, copy=True)
+    starts[[0, len_a + 1, length - 1]] = False
+    starts[[1, len_a + 2]] = True
+    draws = rng.random(masking_draws(starts, config))
+    return mask_batch([ToMask(np.asarray(original_ids), starts, len_a, draws)], config, vocab, stats)[0]

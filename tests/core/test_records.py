@@ -91,3 +91,55 @@ def test_masking_keeps_whole_words_and_the_budget():
                 assert p - 1 in masked
             if p + 1 < length - 1 and p + 1 != len_a + 1 and not starts[p + 1]:
                 assert p + 1 in masked  # ...and the rest of the word
+
+
+def _to_mask(seed: int, config: MaskingConfig) -> records.ToMask:
+    """A random instance as the instance stage assembles one, with its draws."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(8, 300))
+    len_a = int(rng.integers(1, length - 3))
+    ids = rng.integers(5, 30000, length)
+    ids[[0, len_a + 1, length - 1]] = [2, 3, 3]
+    word_starts = rng.random(length) < rng.uniform(0.05, 0.9)  # some instances of very long words
+    word_starts[[0, len_a + 1, length - 1]] = False
+    word_starts[[1, len_a + 2]] = True
+    return records.ToMask(ids, word_starts, len_a, rng.random(records.masking_draws(word_starts, config)))
+
+
+def test_an_instance_is_masked_the_same_in_any_batch():
+    """Masks come from the instance's own draws alone: a batch, the same
+    batch reversed, and each instance alone give the same masks, and the
+    statistics add up the same."""
+    config = MaskingConfig()
+    batch = [_to_mask(seed, config) for seed in range(60)]
+    together, reversed_stats, alone_stats = MaskingStats(), MaskingStats(), MaskingStats()
+    masked = records.mask_batch(batch, config, VOCAB, together)
+    backwards = records.mask_batch(batch[::-1], config, VOCAB, reversed_stats)[::-1]
+    alone = [records.mask_batch([item], config, VOCAB, alone_stats)[0] for item in batch]
+    for item, a, b, c in zip(batch, masked, backwards, alone):
+        for x, y, z in zip(a, b, c):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(x, z)
+        assert len(a[1]) == records.mask_budget(len(item.original_ids), config)  # the exact budget, always
+    for stats in (reversed_stats, alone_stats):
+        np.testing.assert_array_equal(stats.ngram_counts, together.ngram_counts)
+        np.testing.assert_array_equal(stats.replacement_counts, together.replacement_counts)
+        assert stats.masked_tokens == together.masked_tokens
+    assert together.masked_tokens == sum(len(m[1]) for m in masked)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_fill_takes_the_first_word_of_the_shuffle(seed):
+    """Four words of five pieces and a budget of three: no word fits, so the
+    fill takes the first three pieces of the word the shuffle put first,
+    the one its first draw picked (Fisher-Yates: place 0 gets word
+    floor(u0 * 4))."""
+    config = MaskingConfig()
+    ids = np.arange(100, 123)
+    ids[[0, 11, 22]] = [2, 3, 3]
+    word_starts = np.zeros(23, bool)
+    word_starts[[1, 6, 12, 17]] = True
+    draws = np.random.default_rng(seed).random(records.masking_draws(word_starts, config))
+    _, positions, _ = records.mask_batch([records.ToMask(ids, word_starts, 10, draws)], config, VOCAB)[0]
+    first = [1, 6, 12, 17][int(draws[0] * 4)]
+    np.testing.assert_array_equal(positions, [first, first + 1, first + 2])
