@@ -51,7 +51,12 @@ from albertprep.pipelines.instances import (
     segment_document,
 )
 
-ARRAY_RECORD_OPTIONS = "group_size:1"  # one record a chunk: cheap random access for Grain
+# One record a chunk: cheap random access for Grain. Uncompressed: a record is
+# already packed (uint16 ids, bit-packed word starts), and ArrayRecord's
+# default zstd on one-record chunks saved 10% of the bytes (363 against 401
+# a record at 128) for 5x the CPU to write (12.4 against 2.5 us) and 2.4x to
+# read (7.1 against 2.9 us).
+ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
 _LOG = logging.getLogger(__name__)
 _PROGRESS_SECONDS = 30.0
 # Records a task buffers before it writes them out as runs: the bound on its
@@ -357,6 +362,7 @@ class MakeInstances(beam.DoFn):
         compat = self._config.instances.albert_compat
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, compat)
         self._vocab = self._tokenizer.masking_vocab()
+        self._vocab_size = self._tokenizer.vocab_size
         self._pools: dict[str, BPool] = {}
         if compat:
             with FileSystems.open(FileSystems.join(self._runs_dir, B_POOL_FILE)) as f:
@@ -387,8 +393,8 @@ class MakeInstances(beam.DoFn):
         def mask_pending(split: str) -> None:
             batch = pending[split]
             masked = mask_segmented([s for _, _, s in batch], config.instances, self._vocab, stats[split])
-            for (shard, key, _), instance in zip(batch, masked):
-                buffer.add(shard, key, records.encode(instance, self._tokenizer.vocab_size))
+            for (shard, key, _), record in zip(batch, records.encode_many(masked, self._vocab_size)):
+                buffer.add(shard, key, record)
             batch.clear()
 
         for document, split, tokens in source:

@@ -28,6 +28,17 @@ def test_encode_decode_round_trip(wide):
     assert len(record) == 8 + 40 * (4 if wide else 2) + 5 + 3 * 2 + 3 * (4 if wide else 2)
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_encode_many_gives_each_instance_its_own_record(wide):
+    """The batch encoder writes the bytes `encode` writes, instance by
+    instance, across lengths that do and do not fill their last bit byte."""
+    instances = [_instance(length, len_a, wide, seed)
+                 for seed, (length, len_a) in enumerate([(40, 15), (8, 3), (17, 5), (64, 30), (9, 4)])]
+    vocab_size = 1 << 17 if wide else 30000
+    assert records.encode_many(instances, vocab_size) == [records.encode(i, vocab_size) for i in instances]
+    assert records.encode_many([], vocab_size) == []
+
+
 def test_features_are_albert_padded_features():
     instance = _instance()
     features = records.to_features(instance, records.FeatureLayout(64, 5))
