@@ -23,6 +23,7 @@ again for each instance by default.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import NamedTuple
 
@@ -266,17 +267,17 @@ def segment_document(
     instances: list[Segmented] = []
     target, short = _target_length(config, rng)
     first = 0  # the chunk is sentences first..i
-    for i in range(sentences):
-        chunk_length = bounds[i + 1] - bounds[first]
-        last = i == sentences - 1
-        if not (last or chunk_length >= target):
-            continue
-        chunk = i + 1 - first
-        if chunk == 1 and not config.albert_compat:
-            if last:
+    while first < sentences:
+        # the first i at which the chunk reaches the target, else the last sentence
+        i = min(bisect.bisect_left(bounds, bounds[first] + target, first + 1) - 1, sentences - 1)
+        if i == first and not config.albert_compat:  # strict SOP needs two sentences: keep filling
+            if i == sentences - 1:
                 stats.dropped_sentences += 1
-                stats.dropped_tokens += chunk_length
-            continue  # strict SOP needs two sentences: keep filling
+                stats.dropped_tokens += bounds[i + 1] - bounds[first]
+                break
+            i += 1
+        chunk_length = bounds[i + 1] - bounds[first]
+        chunk = i + 1 - first
         label = 0
         if chunk == 1:  # albert_compat: B from a random other document
             a = (bounds[first], bounds[i + 1])
