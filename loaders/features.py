@@ -28,6 +28,9 @@ class StoredMasks:
     def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
         return records.decode_features(record, self.layout)
 
+    def batch(self, stored: list[bytes], epochs: list[int], keys: list[int]) -> list[dict[str, np.ndarray]]:
+        return [records.decode_features(record, self.layout) for record in stored]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DynamicMasks:
@@ -61,10 +64,18 @@ class DynamicMasks:
         self.__dict__.update(state)
 
     def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
-        instance = records.decode(record)
-        rng = records.rng_for(self.seed, epoch, key)
-        input_ids, positions, masked_ids = records.mask_instance(
-            instance.original_ids(), instance.word_starts, instance.len_a, rng, self.config, self.vocab)
-        remasked = records.Instance(input_ids, instance.word_starts, instance.len_a, instance.sop_label, positions,
-                                    masked_ids)
-        return records.to_features(remasked, self.layout)
+        return self.batch([record], [epoch], [key])[0]
+
+    def batch(self, stored: list[bytes], epochs: list[int], keys: list[int]) -> list[dict[str, np.ndarray]]:
+        """The records masked again in one records.mask_batch: each from its
+        own generator, so a record's masks do not depend on its batch."""
+        instances = [records.decode(record) for record in stored]
+        to_mask = []
+        for instance, epoch, key in zip(instances, epochs, keys):
+            starts = instance.word_starts
+            draws = records.rng_for(self.seed, epoch, key).random(records.masking_draws(starts, self.config))
+            to_mask.append(records.ToMask(instance.original_ids(), starts, instance.len_a, draws))
+        masked = records.mask_batch(to_mask, self.config, self.vocab)
+        return [records.to_features(records.Instance(ids, i.word_starts, i.len_a, i.sop_label, positions, originals),
+                                    self.layout)
+                for i, (ids, positions, originals) in zip(instances, masked)]

@@ -88,8 +88,7 @@ class _ReadBatch:
     def __call__(self, local_indices: np.ndarray) -> dict[str, np.ndarray]:
         positions = [self.order.position_of(int(i)) for i in local_indices]
         keys = [self.order.key_of(position) for position in positions]
-        rows = [self.decode(record, self.order.epoch_of(position), key)
-                for record, position, key in zip(self.source.__getitems__(keys), positions, keys)]
+        rows = self.decode.batch(self.source.__getitems__(keys), [self.order.epoch_of(p) for p in positions], keys)
         return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
