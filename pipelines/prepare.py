@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from albertprep.core import atomic, records
+from albertprep.core import atomic, malloc, records
 from albertprep.core.documents import Document
 from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
@@ -361,6 +361,7 @@ class MakeInstances(beam.DoFn):
         self._instances = Metrics.counter("albertprep.prepare", "instances")
 
     def setup(self) -> None:
+        malloc.keep_large_blocks()  # masking's batch arrays: see albertprep/core/malloc.py
         compat = self._config.instances.albert_compat
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, compat)
         self._vocab = self._tokenizer.masking_vocab()
