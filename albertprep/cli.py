@@ -25,7 +25,7 @@ from albertprep.core.errors import UserError
 from albertprep.core.options import add_options, from_args
 from albertprep.core.records import MaskingConfig
 from albertprep.model.config import OptimizerConfig, PretrainConfig
-from albertprep.pipelines import dedup, jobs, prepare, runners, sources
+from albertprep.pipelines import dedup, jobs, prepare, runners, sources, warm
 from albertprep.pipelines.instances import InstanceConfig
 from albertprep.pipelines.sentences import SentenceLimits
 
@@ -487,6 +487,10 @@ def _end_beam_job(message: str, signum: int, frame) -> None:
     output stays as it was (every file of it appears whole or not at all),
     one line says so."""
     jobs.discard_staging()
+    # What the runner's threads report as their workers go is not the user's error.
+    threading.excepthook = lambda args: None
+    logging.disable(logging.CRITICAL)
+    warm.abort()  # the local runner's worker processes, before they see the runner gone
     print(message, file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)
 

@@ -27,8 +27,9 @@ Forking is safe here because the zygote never starts gRPC: importing grpc
 starts no thread and opens no channel; every channel and server is made in
 the forked worker. The zygote ends when its parent closes its stdin (the
 parent exited or closed the pool); a worker ends when its client goes away
-(the runner stopped it). Ctrl-C is the parent's to handle: the zygote and its
-workers ignore SIGINT and end with their peers.
+(the runner stopped it). Ctrl-C is the parent's to handle: the zygote, its
+workers and the clients ignore SIGINT and end with their peers (so a
+Ctrl-C prints the command's one line, not a traceback from each client).
 
 This module imports no Beam at module level: `prestart` must run before the
 command's own imports.
@@ -84,6 +85,21 @@ class Pool:
         with contextlib.suppress(OSError):
             self._zygote.stdin.close()
         self._zygote.wait()
+
+    def abort(self) -> None:
+        """Ends the workers now (SIGKILL, from the zygote) and then the zygote:
+        for Ctrl-C, before the runner goes, so that no worker outlives it to
+        print its broken gRPC streams."""
+        with contextlib.suppress(OSError):
+            self._zygote.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._zygote.wait(timeout=10)
+
+
+def abort() -> None:
+    """`Pool.abort` of this process's pool, if it has one."""
+    if _pool is not None:
+        _pool.abort()
 
 
 _pool: Pool | None = None
@@ -151,6 +167,15 @@ def _serve(listener_fd: int, directory: str) -> int:
         shutil.rmtree(directory, ignore_errors=True)
 
     _exit_when_closed(sys.stdin.buffer.read1, 0, before=end)
+
+    def abort(signum, frame) -> None:  # SIGTERM: Pool.abort
+        for pid in list(workers):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        end()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, abort)
     listener = socket.socket(fileno=listener_fd)
     # (running as albertprep.pipelines.warm, the package's log filter is in
     # place before Beam's import would warn)
@@ -165,6 +190,7 @@ def _serve(listener_fd: int, directory: str) -> int:
         _reap(workers, block=False)
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             listener.close()
             _work(connection, sdk_worker_main)
         workers.add(pid)
@@ -206,6 +232,7 @@ def _work(connection: socket.socket, sdk_worker_main) -> None:
 
 
 def _attach(address: str) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(address)
     request = {"cwd": os.getcwd(), "environ": dict(os.environ)}

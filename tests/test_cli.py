@@ -3,10 +3,12 @@ path or option and says what is wrong, exit status 2, no traceback, and
 nothing left behind."""
 
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -85,26 +87,31 @@ def test_a_mistake_gets_one_line_and_exit_2(mistake, prepared, tmp_path, capsys)
     assert not (tmp_path / "p").exists() and not (tmp_path / "w").exists()
 
 
-def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path, workers):
     """An interrupted prepare says so in one line, exits 130 as a shell
-    expects, and leaves no output directory of its own behind."""
+    expects, and leaves no output directory of its own behind. Ctrl-C goes
+    to the whole process group, as a terminal sends it: with two workers
+    that includes the worker commands and the warm processes (warm.py)."""
     output = tmp_path / "prepared"
+    pools = set(pathlib.Path(tempfile.gettempdir()).glob("albertprep-workers-*"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "albertprep.cli", "prepare", str(BOOKS / "austen-emma.txt"), "--output", str(output),
-         "--spm-model", str(ALBERT_MODEL), "--dupe-factor", "20"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "albertprep", "prepare", str(BOOKS / "austen-emma.txt"), "--output", str(output),
+         "--spm-model", str(ALBERT_MODEL), "--dupe-factor", "20", "--workers", str(workers)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (tmp_path.iterdir() and any(p.name.startswith(".prepared") for p in tmp_path.iterdir())):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
     time.sleep(1.0)  # into the job
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     ours = [line for line in stderr.splitlines() if " INFO " not in line]
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and ours == ["albertprep prepare: interrupted; no output of this run was "
                                                    "left half-written"], ours
     assert not output.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".prepared")]
+    assert set(pathlib.Path(tempfile.gettempdir()).glob("albertprep-workers-*")) <= pools  # the warm processes' too
 
 
 @pytest.mark.parametrize("argv, flag", [
