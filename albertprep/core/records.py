@@ -296,8 +296,7 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     rows = len(batch)
     lengths = np.fromiter((len(item.original_ids) for item in batch), np.int64, rows)
     len_a = np.fromiter((item.len_a for item in batch), np.int64, rows)
-    budget = np.minimum(config.max_predictions_per_seq,
-                        np.maximum(1, np.rint(lengths * config.masked_lm_prob).astype(np.int64)))
+    budget = np.fromiter((mask_budget(length, config) for length in lengths.tolist()), np.int64, rows)
     token_offsets = np.cumsum(lengths) - lengths
     # The batch's words end to end (global word numbers): a word ends where
     # the next starts, the last of A at A's [SEP], the last of B at the
