@@ -12,6 +12,7 @@ import textwrap
 
 import apache_beam as beam
 import pytest
+from conftest import BOOKS
 
 from albertprep.pipelines import runners, warm
 
@@ -98,8 +99,7 @@ def test_the_workers_cpu_time_is_counted_in_the_commands_and_nothing_is_left_beh
 def test_the_albertprep_entry_point_runs_a_two_worker_job(tmp_path):
     """`python -m albertprep` starts the zygote before the CLI's imports, and
     its output is the same as one worker's."""
-    books = ROOT.parent / "shared" / "corpora" / "books"
-    chosen = [str(books / name) for name in ("austen-emma.txt", "austen-sense.txt", "chesterton-ball.txt")]
+    chosen = [str(BOOKS / name) for name in ("austen-emma.txt", "austen-sense.txt", "chesterton-ball.txt")]
     outputs = {}
     for workers in (1, 2):
         output = tmp_path / f"w{workers}"
