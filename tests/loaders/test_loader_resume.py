@@ -224,7 +224,8 @@ def read_hashes(path: pathlib.Path) -> list[tuple[int, str]]:
     return [(int(index), digest) for index, digest in (line.split() for line in lines)]
 
 
-@pytest.mark.parametrize("worker_count", [0, 2])
+# with workers, 40 s: slow; a JSON state resuming with workers stays in the default suite
+@pytest.mark.parametrize("worker_count", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_killed_at_random_points_resumes_identically(data, dataset, tmp_path, worker_count):
     """SIGKILL (the consumer and its workers) at seeded random points, restart
     from the last saved state, until done; every batch each run produced must

@@ -92,6 +92,7 @@ def test_two_processes_equal_one_process_with_two_devices(two_hosts, one_host):
     assert json.loads((two_hosts / "config.json").read_text())["model_config"]["hidden_size"] == 32
 
 
+@pytest.mark.slow  # 30 s; the one-process resume tests stay in the default suite
 def test_two_processes_resume_to_the_bit(pretrain_data, two_hosts, tmp_path):
     """As if both were killed after step 4's checkpoint: the resumed run logs
     steps 5 to 12 again, and they equal the uninterrupted run's."""
