@@ -71,9 +71,10 @@ class DynamicMasks:
         own generator, so a record's masks do not depend on its batch."""
         instances = [records.decode(record) for record in stored]
         to_mask = []
+        seeded = records.Reseeder()  # records.rng_for's generators, without making one a record
         for instance, epoch, key in zip(instances, epochs, keys):
             starts = instance.word_starts
-            draws = records.rng_for(self.seed, epoch, key).random(records.masking_draws(starts, self.config))
+            draws = seeded(self.seed, epoch, key).random(records.masking_draws(starts, self.config))
             to_mask.append(records.ToMask(instance.original_ids(), starts, instance.len_a, draws))
         masked = records.mask_batch(to_mask, self.config, self.vocab)
         return [records.to_features(records.Instance(ids, i.word_starts, i.len_a, i.sop_label, positions, originals),

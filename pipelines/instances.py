@@ -31,13 +31,16 @@ import numpy as np
 
 from albertprep.core.options import setting
 from albertprep.core.records import (
+    FlatInstances,
+    FlatMasks,
     Instance,
     MaskingConfig,
     MaskingStats,
     MaskingVocab,
-    ToMask,
-    mask_batch,
-    masking_draws,
+    encode_flat,
+    fixed_draw_block,
+    mask_flat,
+    ragged_arange,
 )
 from albertprep.core.tokenizer import SPECIAL_PIECES
 
@@ -147,13 +150,14 @@ class BPool:
     def __len__(self) -> int:
         return len(self.documents)
 
-    def draw(self, own_id: str, wanted: int, rng: np.random.Generator):
+    def draw(self, own_id: str, wanted: int, pick: float, start: float):
         """A random other document's sentences from a random one on, until
-        `wanted` tokens: (document, (lo, hi)). ALBERT's script retries ten
-        times not to pick the document itself and takes it when that fails;
-        drawing among the others is that without the rare miss, and the
-        document itself is taken only when the pool holds no other (a
-        corpus of one book). (None, None) for an empty pool."""
+        `wanted` tokens: (document, (lo, hi)); `pick` and `start` are uniform
+        draws. ALBERT's script retries ten times not to pick the document
+        itself and takes it when that fails; drawing among the others is that
+        without the rare miss, and the document itself is taken only when the
+        pool holds no other (a corpus of one book). (None, None) for an
+        empty pool."""
         own = self._place.get(own_id, -1)
         others = len(self.documents) - (own >= 0)
         if others <= 0:
@@ -161,72 +165,251 @@ class BPool:
                 return None, None
             pooled = self.documents[own]
         else:
-            pick = int(rng.integers(others))
-            pooled = self.documents[pick + 1 if 0 <= own <= pick else pick]
+            index = int(pick * others)
+            pooled = self.documents[index + 1 if 0 <= own <= index else index]
         if pooled.whole:
             document = pooled.pieces[0]
-            start = int(rng.integers(len(document)))
+            first = int(start * len(document))
         else:
-            document = pooled.pieces[int(rng.integers(len(pooled.pieces)))]
-            start = 0
-        end = document.end_reaching(start, max(wanted, 1))
-        return document, (int(document.bounds[start]), int(document.bounds[end]))
+            document = pooled.pieces[int(start * len(pooled.pieces))]
+            first = 0
+        end = document.end_reaching(first, max(wanted, 1))
+        return document, (int(document.bounds[first]), int(document.bounds[end]))
 
 
-def _truncate_pair(document: TokenizedDocument, a: tuple[int, int], b_document: TokenizedDocument,
-                   b: tuple[int, int], max_tokens: int, rng: np.random.Generator):
-    """ALBERT's truncate_seq_pair on token ranges a and b: one token at a time
-    from the longer side (B on a tie), from its front or back with equal
-    odds, one draw a token.
+def truncate_pairs(len_a: np.ndarray, len_b: np.ndarray, max_tokens: int,
+                   draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ALBERT's truncate_seq_pair for many pairs at once: the tokens cut from
+    (the front of A, the back of A, the front of B, the back of B).
 
-    Which side each step hits depends on the lengths alone, so the steps
-    are laid out at once: the longer side down to the other, then turns.
+    As ALBERT: one token at a time from the longer side (B on a tie), from
+    its front or back with equal odds, one uniform draw a token (front when
+    < 0.5). Pair r reads its `excess` draws in turn from `draws`, after
+    those of the pairs before it. Which side each step hits depends on the
+    lengths alone, so the steps are laid out at once: the longer side down
+    to the other, then turns, the other side first.
     """
-    (a_lo, a_hi), (b_lo, b_hi) = a, b
-    len_a, len_b = a_hi - a_lo, b_hi - b_lo
-    excess = len_a + len_b - max_tokens
-    if excess > 0:
-        # Steps 0..lead-1 hit the longer side ("first"); from `lead` on the
-        # sides alternate, the other side first: it takes steps lead, lead+2...
-        a_first = len_a > len_b
-        lead = min(excess, len_a - len_b if a_first else len_b - len_a + 1)
-        front = rng.random(excess) < 0.5
-        cut_second = (excess - lead + 1) // 2
-        front_second = int(np.count_nonzero(front[lead::2]))
-        cut_first, front_first = excess - cut_second, int(np.count_nonzero(front)) - front_second
-        if a_first:
-            cut_a, front_a, cut_b, front_b = cut_first, front_first, cut_second, front_second
-        else:
-            cut_a, front_a, cut_b, front_b = cut_second, front_second, cut_first, front_first
-        a_lo, a_hi = a_lo + front_a, a_hi - (cut_a - front_a)
-        b_lo, b_hi = b_lo + front_b, b_hi - (cut_b - front_b)
-    return (document.ids[a_lo:a_hi], document.word_starts[a_lo:a_hi],
-            b_document.ids[b_lo:b_hi], b_document.word_starts[b_lo:b_hi], excess > 0)
+    rows = len(len_a)
+    excess = np.maximum(len_a + len_b - max_tokens, 0)
+    a_first = len_a > len_b
+    lead = np.minimum(excess, np.where(a_first, len_a - len_b, len_b - len_a + 1))
+    cut_second = (excess - lead + 1) // 2  # steps lead, lead + 2, ... of each pair
+    cut_first = excess - cut_second
+    row = np.repeat(np.arange(rows), excess)
+    step = ragged_arange(excess)
+    front = draws[:len(row)] < 0.5
+    second = (step >= lead[row]) & ((step - lead[row]) % 2 == 0)
+    front_all = np.bincount(row[front], minlength=rows)
+    front_second = np.bincount(row[front & second], minlength=rows)
+    front_first = front_all - front_second
+    cut_a, front_a = np.where(a_first, cut_first, cut_second), np.where(a_first, front_first, front_second)
+    cut_b, front_b = excess - cut_a, front_all - front_a
+    return front_a, cut_a - front_a, front_b, cut_b - front_b
 
 
-def _target_length(config: InstanceConfig, rng: np.random.Generator) -> tuple[int, bool]:
-    max_tokens = config.max_seq_length - 3
-    if rng.random() < config.short_seq_prob:
-        return int(rng.integers(2, max_tokens + 1)), True
-    return max_tokens, False
+# A document pass draws its uniforms in two blocks, whatever it makes:
+# 1. DRAWS_PER_SLOT for each of its sentences (an instance takes at least one,
+#    so there is a slot for every instance it can make): instance k reads slot
+#    k's (short target?, short length, split point, swap, B's document, B's
+#    first sentence), each only if it needs it; with albert_compat the target
+#    is slot 0's for the whole pass.
+# 2. once the pass's instances are known: the truncation draws of each in turn
+#    (one per token over max), then a fixed block of masking draws for each
+#    (records.fixed_draw_block).
+# No draw's place depends on another's value, so the loop over chunks needs no
+# generator call, and a batch of passes is cut and masked in NumPy at once.
+DRAWS_PER_SLOT = 6
 
 
-class Segmented(NamedTuple):  # a NamedTuple: made once per instance, a dataclass costs 1-2 us more
-    """An instance before masking: its tokens and draws, and its SOP label."""
+class BuiltInstances(NamedTuple):
+    """A batch's instances, masked, end to end (records.FlatInstances and FlatMasks)."""
 
-    to_mask: ToMask
-    sop_label: int
+    flat: FlatInstances
+    masks: FlatMasks
+    sop_labels: np.ndarray
 
-    def masked(self, ids: np.ndarray, positions: np.ndarray, originals: np.ndarray) -> Instance:
-        item = self.to_mask
-        return Instance(ids, item.word_starts, item.len_a, self.sop_label, positions, originals)
+    def __len__(self) -> int:
+        return len(self.sop_labels)
+
+    def encode(self, vocab_size: int) -> list[bytes]:
+        return encode_flat(self.flat, self.masks, self.sop_labels, vocab_size)
+
+    def instances(self) -> list[Instance]:
+        token_cuts = np.cumsum(self.flat.lengths).tolist()
+        mask_cuts = np.cumsum(self.masks.counts).tolist()
+        return [Instance(self.masks.input_ids[t0:t1], self.flat.word_starts[t0:t1], len_a, label,
+                         self.masks.positions[m0:m1], self.masks.originals[m0:m1])
+                for t0, t1, m0, m1, len_a, label in zip([0, *token_cuts], token_cuts, [0, *mask_cuts], mask_cuts,
+                                                        self.flat.len_a.tolist(), self.sop_labels.tolist())]
 
 
-def mask_segmented(segmented: list[Segmented], config: InstanceConfig, vocab: MaskingVocab,
-                   stats: InstanceStats) -> list[Instance]:
-    """The instances, masked in one batch (records.mask_batch)."""
-    results = mask_batch([s.to_mask for s in segmented], config.masking, vocab, stats.masking)
-    return [s.masked(*result) for s, result in zip(segmented, results)]
+class InstanceBatch:
+    """The instances of many document passes, cut, assembled and masked together.
+
+    `add_pass` runs ALBERT's create_instances_from_document loop for one
+    pass: the chunks, the split point, the order and B, as plain Python over
+    sentence offsets (what has to be sequential), each instance kept as the
+    token ranges of A and B. `build` then truncates, lays out
+    `[CLS] A [SEP] B [SEP]` and masks the whole batch in NumPy. An instance
+    depends only on its pass's generator, never on the batch it is built in.
+    """
+
+    def __init__(self, config: InstanceConfig):
+        self.config = config
+        self._block = fixed_draw_block(config.masking)
+        self._block_draws = 2 * sum(self._block)
+        self.clear()
+
+    def clear(self) -> None:
+        self._sources: list[TokenizedDocument] = []  # the documents A and B come from
+        self._source_at: dict[int, int] = {}  # id(document) -> its first token in the batch's sources
+        self._source_tokens = 0
+        self._a_lo: list[int] = []
+        self._a_hi: list[int] = []
+        self._b_lo: list[int] = []
+        self._b_hi: list[int] = []
+        self._labels: list[int] = []
+        self._truncation_draws: list[np.ndarray] = []
+        self._masking_draws: list[np.ndarray] = []
+        self.tokens = 0  # of the instances so far, after truncation
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def _source(self, document: TokenizedDocument) -> int:
+        at = self._source_at.get(id(document))  # the batch holds the document: its id stays its own
+        if at is None:
+            at = self._source_at[id(document)] = self._source_tokens
+            self._sources.append(document)
+            self._source_tokens += len(document.ids)
+        return at
+
+    def add_pass(self, document: TokenizedDocument, rng: np.random.Generator, stats: InstanceStats,
+                 pool: BPool | None = None, own_id: str = "") -> int:
+        """The instances of one pass over `document` (one duplicate), added;
+        their number. `rng` is the pass's own, seeded by (seed, document id,
+        duplicate index). With albert_compat, B may be borrowed from another
+        document of `pool` than `own_id` (this document); without one, a lone
+        sentence is dropped."""
+        config = self.config
+        max_tokens = config.max_seq_length - 3
+        compat = config.albert_compat
+        short_prob = config.short_seq_prob
+        if stats.length_histogram is None:
+            stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
+        bounds = document.bounds.tolist()
+        sentences = len(bounds) - 1
+        if not sentences:
+            return 0
+        u = rng.random(DRAWS_PER_SLOT * sentences).tolist()
+        own = self._source(document)
+        a_lo, a_hi, b_lo, b_hi, labels = self._a_lo, self._a_hi, self._b_lo, self._b_hi, self._labels
+        made = excess = short = swapped = tokens = 0
+        target, is_short = (2 + int(u[1] * (max_tokens - 1)), 1) if u[0] < short_prob else (max_tokens, 0)
+        first = 0  # the chunk is sentences first..i
+        while first < sentences:
+            slot = DRAWS_PER_SLOT * made
+            if made and not compat:  # ALBERT draws the target once for the whole document pass
+                target, is_short = (2 + int(u[slot + 1] * (max_tokens - 1)), 1) if u[slot] < short_prob \
+                    else (max_tokens, 0)
+            # the first i at which the chunk reaches the target, else the last sentence
+            i = min(bisect.bisect_left(bounds, bounds[first] + target, first + 1) - 1, sentences - 1)
+            if i == first and not compat:  # strict SOP needs two sentences: keep filling
+                if i == sentences - 1:
+                    stats.dropped_sentences += 1
+                    stats.dropped_tokens += bounds[i + 1] - bounds[first]
+                    break
+                i += 1
+            start, first = first, i + 1
+            lo, hi = bounds[start], bounds[i + 1]
+            if i == start:  # one sentence (albert_compat): B from a random other document
+                b_document, b = pool.draw(own_id, target - (hi - lo), u[slot + 4], u[slot + 5]) if pool \
+                    else (None, None)
+                if b_document is None:
+                    stats.dropped_sentences += 1
+                    stats.dropped_tokens += hi - lo
+                    continue
+                at = self._source(b_document)
+                a_lo.append(own + lo)
+                a_hi.append(own + hi)
+                b_lo.append(at + b[0])
+                b_hi.append(at + b[1])
+                labels.append(1)
+                stats.random_b += 1
+                length = hi - lo + b[1] - b[0]
+            else:
+                split = bounds[start + 1 + int(u[slot + 2] * (i - start))]
+                if u[slot + 3] < 0.5:  # swapped: label 1
+                    a_lo.append(own + split)
+                    a_hi.append(own + hi)
+                    b_lo.append(own + lo)
+                    b_hi.append(own + split)
+                    labels.append(1)
+                    swapped += 1
+                else:
+                    a_lo.append(own + lo)
+                    a_hi.append(own + split)
+                    b_lo.append(own + split)
+                    b_hi.append(own + hi)
+                    labels.append(0)
+                length = hi - lo
+            excess += max(0, length - max_tokens)
+            tokens += min(length, max_tokens) + 3
+            made += 1
+            short += is_short
+        if made:
+            rest = rng.random(excess + made * self._block_draws)
+            self._truncation_draws.append(rest[:excess])
+            self._masking_draws.append(rest[excess:])
+        self.tokens += tokens
+        stats.instances += made
+        stats.short_target += short
+        stats.sop_swapped += swapped
+        return made
+
+    def build(self, vocab: MaskingVocab, stats: InstanceStats) -> BuiltInstances:
+        """The batch's instances, truncated, assembled and masked; the batch is emptied."""
+        config = self.config
+        rows = len(self)
+        if stats.length_histogram is None:
+            stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
+        if not rows:
+            empty = np.zeros(0, np.int64)
+            self.clear()
+            return BuiltInstances(FlatInstances(empty, np.zeros(0, bool), empty, empty),
+                                  FlatMasks(empty, empty, empty, empty), empty)
+        source_ids = np.concatenate([d.ids for d in self._sources]).astype(np.int64, copy=False)
+        source_starts = np.concatenate([d.word_starts for d in self._sources])
+        a_lo, a_hi, b_lo, b_hi = (np.array(v, np.int64) for v in (self._a_lo, self._a_hi, self._b_lo, self._b_hi))
+        front_a, back_a, front_b, back_b = truncate_pairs(a_hi - a_lo, b_hi - b_lo, config.max_seq_length - 3,
+                                                          np.concatenate(self._truncation_draws))
+        stats.truncated += int(np.count_nonzero(front_a + back_a + front_b + back_b))
+        a_lo, a_hi, b_lo, b_hi = a_lo + front_a, a_hi - back_a, b_lo + front_b, b_hi - back_b
+        len_a, len_b = a_hi - a_lo, b_hi - b_lo
+        lengths = len_a + len_b + 3
+        offsets = np.cumsum(lengths) - lengths
+        # A and B of each instance are runs of the sources: one gather lays them
+        # between [CLS] and the two [SEP]s.
+        run_length = np.stack([len_a, len_b], 1).ravel()
+        within = ragged_arange(run_length)
+        source = np.repeat(np.stack([a_lo, b_lo], 1).ravel(), run_length) + within
+        target = np.repeat(np.stack([offsets + 1, offsets + len_a + 2], 1).ravel(), run_length) + within
+        total = int(lengths.sum())
+        ids = np.empty(total, np.int64)
+        ids[target] = source_ids[source]
+        ids[offsets] = CLS
+        ids[offsets + len_a + 1] = SEP
+        ids[offsets + lengths - 1] = SEP
+        word_starts = np.zeros(total, bool)
+        word_starts[target] = source_starts[source]
+        word_starts[offsets + 1] = word_starts[offsets + len_a + 2] = True  # a segment starts a word, even when cut
+        flat = FlatInstances(ids, word_starts, lengths, len_a)
+        masks = mask_flat(flat, np.concatenate(self._masking_draws), np.arange(rows) * self._block_draws,
+                          config.masking, vocab, stats.masking, self._block)
+        stats.length_histogram += np.bincount(lengths, minlength=len(stats.length_histogram))
+        labels = np.array(self._labels, np.int64)
+        self.clear()
+        return BuiltInstances(flat, masks, labels)
 
 
 def create_instances(
@@ -238,85 +421,9 @@ def create_instances(
     pool: BPool | None = None,
     own_id: str = "",
 ) -> list[Instance]:
-    """The instances of one document (one duplicate), masked: `segment_document`
-    and `mask_segmented`. A job masks many documents' instances in one batch
-    instead, which is the same instances, faster."""
-    return mask_segmented(segment_document(document, rng, config, stats, pool, own_id), config, vocab, stats)
-
-
-def segment_document(
-    document: TokenizedDocument,
-    rng: np.random.Generator,
-    config: InstanceConfig,
-    stats: InstanceStats,
-    pool: BPool | None = None,
-    own_id: str = "",
-) -> list[Segmented]:
-    """The instances of one document (one duplicate), before masking; each
-    holds the draws its masking will read.
-
-    `rng` is seeded by (seed, document id, duplicate index). With
-    albert_compat, B may be borrowed from another document of `pool` than
-    `own_id` (this document); without one, a lone sentence is dropped.
-    """
-    max_tokens = config.max_seq_length - 3
-    if stats.length_histogram is None:
-        stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
-    bounds = document.bounds.tolist()
-    sentences = len(bounds) - 1
-    instances: list[Segmented] = []
-    target, short = _target_length(config, rng)
-    first = 0  # the chunk is sentences first..i
-    while first < sentences:
-        # the first i at which the chunk reaches the target, else the last sentence
-        i = min(bisect.bisect_left(bounds, bounds[first] + target, first + 1) - 1, sentences - 1)
-        if i == first and not config.albert_compat:  # strict SOP needs two sentences: keep filling
-            if i == sentences - 1:
-                stats.dropped_sentences += 1
-                stats.dropped_tokens += bounds[i + 1] - bounds[first]
-                break
-            i += 1
-        chunk_length = bounds[i + 1] - bounds[first]
-        chunk = i + 1 - first
-        label = 0
-        if chunk == 1:  # albert_compat: B from a random other document
-            a = (bounds[first], bounds[i + 1])
-            b_document, b = pool.draw(own_id, target - chunk_length, rng) if pool else (None, None)
-            if b_document is None:
-                stats.dropped_sentences += 1
-                stats.dropped_tokens += chunk_length
-                first = i + 1
-                continue
-            label = 1
-            stats.random_b += 1
-        else:
-            split = bounds[first + int(rng.integers(1, chunk))]
-            a, b, b_document = (bounds[first], split), (split, bounds[i + 1]), document
-            if rng.random() < 0.5:
-                a, b, label = b, a, 1
-                stats.sop_swapped += 1
-        ids_a, ws_a, ids_b, ws_b, truncated = _truncate_pair(document, a, b_document, b, max_tokens, rng)
-        instance = _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config)
-        instances.append(instance)
-        stats.instances += 1
-        stats.short_target += short
-        stats.truncated += truncated
-        stats.length_histogram[len(instance.to_mask.original_ids)] += 1
-        first = i + 1
-        if not config.albert_compat:  # ALBERT draws the target once for the whole document pass
-            target, short = _target_length(config, rng)
-    return instances
-
-
-def _assemble(ids_a, ws_a, ids_b, ws_b, label, rng, config) -> Segmented:
-    len_a, len_b = len(ids_a), len(ids_b)
-    ids = np.empty(len_a + len_b + 3, np.int64)
-    ids[0], ids[len_a + 1], ids[-1] = CLS, SEP, SEP
-    ids[1: len_a + 1], ids[len_a + 2: -1] = ids_a, ids_b
-    word_starts = np.zeros(len(ids), bool)
-    word_starts[1: len_a + 1], word_starts[len_a + 2: -1] = ws_a, ws_b
-    word_starts[1] = word_starts[len_a + 2] = True  # a segment starts a word, even when truncated
-    # The masking draws are taken here, in the document's sequence of draws,
-    # so an instance's masks do not depend on the batch it is masked in.
-    draws = rng.random(masking_draws(word_starts, config.masking))
-    return Segmented(ToMask(ids, word_starts, len_a, draws), label)
+    """The instances of one pass over a document, masked: a batch of one pass
+    (`InstanceBatch`). A job builds many passes in one batch instead, which
+    is the same instances, faster."""
+    batch = InstanceBatch(config)
+    batch.add_pass(document, rng, stats, pool, own_id)
+    return batch.build(vocab, stats).instances()

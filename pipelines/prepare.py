@@ -42,13 +42,11 @@ from albertprep.core.tokenizer import Tokenizer
 from albertprep.pipelines import runs, textformats
 from albertprep.pipelines.instances import (
     BPool,
+    InstanceBatch,
     InstanceConfig,
     InstanceStats,
     PooledDocument,
-    Segmented,
     TokenizedDocument,
-    mask_segmented,
-    segment_document,
 )
 
 # One record a chunk: cheap random access for Grain. Uncompressed: a record is
@@ -62,11 +60,12 @@ _PROGRESS_SECONDS = 30.0
 # Records a task buffers before it writes them out as runs: the bound on its
 # memory, whatever the corpus, dupe factor or shard size.
 _RUN_BUFFER_BYTES = 8 << 20
-# Instances masked together (records.mask_batch): enough that NumPy's cost per
-# call is spread thin, few enough that the batch stays small: at 512 tokens
-# its arrays are about 12 MB (1,024 raised the peak RSS at dupe 40 by 16 MB
-# for no measurable CPU).
-_MASK_BATCH = 512
+# Tokens of the instances built and masked together (instances.InstanceBatch):
+# enough that NumPy's cost per call is spread thin (512 instances at 512, about
+# 2,000 at 128), few enough that the batch stays small: at 512 tokens its
+# arrays are about 12 MB (twice as many raised the peak RSS at dupe 40 by
+# 16 MB for no measurable CPU).
+_BATCH_TOKENS = 1 << 18
 # Train shards of a small corpus: enough for that many processes to write
 # them in parallel (and hosts to read distinct files), whatever the runner.
 # A fixed number, not the worker count: the files must not depend on it.
@@ -391,28 +390,33 @@ class MakeInstances(beam.DoFn):
             written.append((shard, path))
 
         buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
-        pending: dict[str, list[tuple[tuple[int, int], int, Segmented]]] = {split: [] for split in SPLITS}
+        batches = {split: InstanceBatch(config.instances) for split in SPLITS}
+        keys: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+        seeded = records.Reseeder()
 
-        def mask_pending(split: str) -> None:
-            batch = pending[split]
-            masked = mask_segmented([s for _, _, s in batch], config.instances, self._vocab, stats[split])
-            for (shard, key, _), record in zip(batch, records.encode_many(masked, self._vocab_size)):
-                buffer.add(shard, key, record)
-            batch.clear()
+        def build(split: str) -> None:
+            built = batches[split].build(self._vocab, stats[split])
+            if not len(built):
+                return
+            batch_keys = np.concatenate(keys[split])
+            keys[split].clear()
+            shards = batch_keys % np.uint64(self._shards[split])
+            buffer.add_many(SPLITS.index(split), shards, batch_keys, built.encode(self._vocab_size))
 
         for document, split, tokens in source:
             documents["read"] += 1
             documents[split] += 1
             made = 0
+            batch = batches[split]
             for dup in range(config.dupe_factor):
-                rng = records.rng_for(config.seed, document.id, dup)
-                for k, segmented in enumerate(segment_document(
-                        tokens, rng, config.instances, stats[split], self._pools.get(split), document.id)):
-                    key = records.stable_hash(document.id, dup, k)
-                    pending[split].append(((SPLITS.index(split), key % self._shards[split]), key, segmented))
-                    made += 1
-                if len(pending[split]) >= _MASK_BATCH:  # per pass: a book alone is thousands of instances
-                    mask_pending(split)
+                rng = seeded(config.seed, document.id, dup)
+                count = batch.add_pass(tokens, rng, stats[split], self._pools.get(split), document.id)
+                if count:
+                    # each instance's key (its shard, its place in it) from the pass's hash and its index
+                    keys[split].append(records.derived_keys(records.stable_hash(document.id, dup), count))
+                    made += count
+                if batch.tokens >= _BATCH_TOKENS:  # per pass: a book alone is thousands of instances
+                    build(split)
             documents["used" if made else "no_instances"] += 1
             self._documents.inc()
             self._instances.inc(made)
@@ -423,7 +427,7 @@ class MakeInstances(beam.DoFn):
                 _LOG.info("prepare: range %d: %d documents, %d instances, %.0f instances/s, %.0fs elapsed",
                           read_range.index, documents["read"], total, total / elapsed, elapsed)
         for split in SPLITS:
-            mask_pending(split)
+            build(split)
         buffer.flush()
         with FileSystems.create(FileSystems.join(self._runs_dir, range_done_name(read_range))) as f:
             f.write(b"")  # the job's progress counts the ranges done

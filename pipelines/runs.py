@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import BinaryIO
 
+import numpy as np
+
 _ITEM = struct.Struct("<QI")
 _READ_BYTES = 256 << 10  # the most a reader holds of one run
 MERGE_BYTES = 16 << 20  # what a merge holds of all its runs together, whatever their number
@@ -104,6 +106,24 @@ class RunBuffer:
             items = self._shards[shard] = []
         items.append((key, record))
         self._bytes += len(record) + _ITEM_OVERHEAD
+        if self._bytes >= self._limit:
+            self.flush()
+
+    def add_many(self, split: int, shards: np.ndarray, keys: np.ndarray, records: list[bytes]) -> None:
+        """`add` of each record, a shard at a time: record i goes to shard
+        (split, shards[i]) with keys[i]. The bound is checked after the whole
+        batch, so the buffer may pass it by one batch."""
+        order = np.argsort(shards, kind="stable")
+        cuts = (np.flatnonzero(np.diff(shards[order])) + 1).tolist()
+        key_list, order_list = keys.tolist(), order.tolist()
+        for lo, hi in zip([0, *cuts], [*cuts, len(order_list)]):
+            group = order_list[lo:hi]
+            shard = (split, int(shards[group[0]]))
+            items = self._shards.get(shard)
+            if items is None:
+                items = self._shards[shard] = []
+            items.extend([(key_list[i], records[i]) for i in group])
+        self._bytes += sum(map(len, records)) + _ITEM_OVERHEAD * len(records)
         if self._bytes >= self._limit:
             self.flush()
 

@@ -115,6 +115,49 @@ def encode_many(instances: list[Instance], vocab_size: int) -> list[bytes]:
     return out
 
 
+_HEADER_DTYPE = np.dtype([("version", "u1"), ("flags", "u1"), ("length", "<u2"), ("len_a", "<u2"),
+                          ("sop_label", "u1"), ("masked", "u1")])
+assert _HEADER_DTYPE.itemsize == _HEADER.size
+
+
+def ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """0..n-1 for each n of `lengths`, end to end: the index within its run of
+    each element of runs laid out one after another."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def encode_flat(flat: FlatInstances, masks: FlatMasks, sop_labels: np.ndarray, vocab_size: int) -> list[bytes]:
+    """`encode` of each instance of a masked FlatInstances, the same bytes,
+    built for all of them at once: every field of every record is laid into
+    one buffer by a single gather, then cut into records."""
+    rows = len(flat.lengths)
+    if not rows:
+        return []
+    wide = vocab_size > 1 << 16
+    dtype, width = ("<u4", 4) if wide else ("<u2", 2)
+    lengths, masked = flat.lengths, masks.counts
+    if lengths.max() >= 1 << 16 or masked.max() >= 1 << 8:
+        raise ValueError(f"instance too long for the record format: {lengths.max()} tokens, {masked.max()} masked")
+    header = np.zeros(rows, _HEADER_DTYPE)
+    header["version"], header["flags"] = RECORD_VERSION, _FLAG_UINT32 if wide else 0
+    header["length"], header["len_a"], header["sop_label"], header["masked"] = lengths, flat.len_a, sop_labels, masked
+    # Word-start bits: each record's own bytes, so each row padded to a whole byte.
+    packed_bytes = (lengths + 7) // 8
+    bits = np.zeros(int(packed_bytes.sum()) * 8, bool)
+    bits[ragged_arange(lengths) + np.repeat((np.cumsum(packed_bytes) - packed_bytes) * 8, lengths)] = flat.word_starts
+    fields = [header.view(np.uint8), masks.input_ids.astype(dtype).view(np.uint8),
+              np.packbits(bits, bitorder="little"), masks.positions.astype("<u2").view(np.uint8),
+              masks.originals.astype(dtype).view(np.uint8)]
+    sizes = np.stack([np.full(rows, _HEADER.size), lengths * width, packed_bytes, masked * 2, masked * width], 1)
+    field_at = np.cumsum([0] + [len(f) for f in fields[:-1]])
+    starts = field_at[None, :] + np.cumsum(sizes, 0) - sizes  # where each record's part of each field begins
+    sizes, starts = sizes.ravel(), starts.ravel()
+    blob = np.concatenate(fields)[np.repeat(starts, sizes) + ragged_arange(sizes)].tobytes()
+    ends = np.cumsum(sizes.reshape(rows, 5).sum(1)).tolist()
+    return [blob[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
 def decode(record: bytes) -> Instance:
     version, flags, length, len_a, sop_label, masked = _HEADER.unpack_from(record)
     if version != RECORD_VERSION:
@@ -175,20 +218,60 @@ def decode_features(record: bytes, layout: FeatureLayout) -> dict[str, np.ndarra
 # --- randomness -------------------------------------------------------------
 
 
+def _digest(parts: tuple) -> bytes:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8")).digest()
+
+
+def _pcg_state(digest: bytes) -> dict:
+    # PCG64 takes any 128-bit state and any odd increment: both come straight
+    # from the sha256 of the seed parts, already uniform, so no SeedSequence
+    # (which costs ~20 us a generator) is needed to spread them.
+    return {"bit_generator": "PCG64", "state": {"state": int.from_bytes(digest[:16], "little"),
+                                                "inc": int.from_bytes(digest[16:], "little") | 1},
+            "has_uint32": 0, "uinteger": 0}
+
+
 def rng_for(seed: int, *parts: str | int) -> np.random.Generator:
     """A generator seeded by (seed, document id, duplicate index, ...) alone.
 
     Nothing depends on processing order or on a global RNG, so every runner
     and worker count draws the same numbers for the same document.
     """
-    digest = hashlib.sha256("\x00".join(map(str, (seed, *parts))).encode("utf-8")).digest()
-    return np.random.Generator(np.random.PCG64(np.frombuffer(digest, np.uint32)))
+    bits = np.random.PCG64()
+    bits.state = _pcg_state(_digest((seed, *parts)))
+    return np.random.Generator(bits)
+
+
+class Reseeder:
+    """`rng_for`'s generators, one at a time: calling it reseeds one generator
+    in place (3 us) instead of making a new one (25-35 us, a cost paid per
+    document pass or per record). The generator it returned last is the one
+    it returns next, reseeded: use each before asking for the next."""
+
+    def __init__(self):
+        self._bits = np.random.PCG64()
+        self._rng = np.random.Generator(self._bits)
+
+    def __call__(self, seed: int, *parts: str | int) -> np.random.Generator:
+        self._bits.state = _pcg_state(_digest((seed, *parts)))
+        return self._rng
 
 
 def stable_hash(*parts: str | int) -> int:
     """A 64-bit hash of the parts, the same in every process (unlike hash())."""
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little")
+    return int.from_bytes(_digest(parts)[:8], "little")
+
+
+def derived_keys(key: int, count: int) -> np.ndarray:
+    """`count` 64-bit keys derived from one (uint64): SplitMix64's output
+    function of key + (k + 1) * golden gamma, for k < count, in one NumPy pass.
+    A document pass's instances take their keys (shard and order) from the
+    pass's stable_hash this way: a sha256 per instance cost 2 us."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 # --- masking ----------------------------------------------------------------
@@ -269,10 +352,74 @@ class ToMask(NamedTuple):  # a NamedTuple: made once per instance, a dataclass c
     draws: np.ndarray
 
 
+class FlatInstances(NamedTuple):
+    """Instances end to end: instance r is tokens [offsets[r], offsets[r] +
+    lengths[r]) of `original_ids` and `word_starts` (as `masking_draws`
+    describes them), `[CLS] A [SEP] B [SEP]` with A of len_a[r] tokens."""
+
+    original_ids: np.ndarray  # [T]
+    word_starts: np.ndarray  # [T] bool
+    lengths: np.ndarray  # [R]
+    len_a: np.ndarray  # [R]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.cumsum(self.lengths) - self.lengths
+
+
+class FlatMasks(NamedTuple):
+    """What masking gave a FlatInstances: the masked input ids, aligned with
+    its tokens; per instance, counts[r] positions (ascending, from the
+    instance's start) and the original ids there, the instances' in turn."""
+
+    input_ids: np.ndarray  # [T]
+    positions: np.ndarray  # [M]
+    originals: np.ndarray  # [M]
+    counts: np.ndarray  # [R]
+
+
+def fixed_draw_block(config: MaskingConfig) -> tuple[int, int]:
+    """The (shuffle steps, positions) of a fixed-size block of draws
+    (`mask_flat`'s `block`): its 2 * steps + 2 * positions draws are taken at
+    once, so a caller needs no word count to know how many to take. An
+    instance meets its budget of at most max_predictions positions in at most
+    that many accepted spans, and a step is rarely refused: on real prose no
+    instance took more than 23 steps at 128 or 512 (of 8,560 and 2,388), so
+    twice the budget and 8 is room to spare. An instance that needs more
+    goes to the fill (see `mask_flat`)."""
+    return 2 * config.max_predictions_per_seq + 8, config.max_predictions_per_seq
+
+
+@functools.lru_cache
+def _budget_table(config: MaskingConfig, longest: int) -> np.ndarray:
+    return np.array([mask_budget(length, config) for length in range(longest + 1)], np.int64)
+
+
 def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
                stats: MaskingStats | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """ALBERT's whole-word n-gram masking of each instance: (input ids,
-    positions, original ids at them), for a batch at once.
+    """`mask_flat` of a list of instances, each with its own compact block of
+    draws: (input ids, positions, original ids at them) of each."""
+    if not batch:
+        return []
+    rows = len(batch)
+    flat = FlatInstances(np.concatenate([np.asarray(item.original_ids) for item in batch]),
+                         np.concatenate([item.word_starts for item in batch]),
+                         np.fromiter((len(item.original_ids) for item in batch), np.int64, rows),
+                         np.fromiter((item.len_a for item in batch), np.int64, rows))
+    draw_counts = np.fromiter((len(item.draws) for item in batch), np.int64, rows)
+    masks = mask_flat(flat, np.concatenate([item.draws for item in batch]), np.cumsum(draw_counts) - draw_counts,
+                      config, vocab, stats)
+    cuts = np.cumsum(masks.counts).tolist()
+    token_cuts = np.cumsum(flat.lengths).tolist()
+    # views: np.split costs 2 us a piece
+    return [(masks.input_ids[t0:t1], masks.positions[m0:m1], masks.originals[m0:m1])
+            for t0, t1, m0, m1 in zip([0, *token_cuts], token_cuts, [0, *cuts], cuts)]
+
+
+def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, config: MaskingConfig,
+              vocab: MaskingVocab, stats: MaskingStats | None = None,
+              block: tuple[int, int] | None = None) -> FlatMasks:
+    """ALBERT's whole-word n-gram masking of each instance, for a batch at once.
 
     As google-research/albert: the budget is `mask_budget`; word n-grams
     start at shuffled words, n drawn with p(n) ∝ 1/n, shortened while over
@@ -283,26 +430,32 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     and masked spans keep the 1/n distribution. Every instance gets exactly
     its budget, as ALBERT's do (see `_fill`).
 
-    Each instance reads only its own block of draws, so its masks are the
-    same whatever batch it is in. The shuffle is Fisher-Yates, one place a
-    step; each step runs for the whole batch at once, in NumPy over the
-    instances still short of their budget, on the batch's words laid end to
-    end (no padding): masking one instance at a time in Python took about
-    50 us per 512 tokens.
+    Instance r reads only its own block of draws, from draws[draw_at[r]]:
+    shuffle draws (one per word), n-gram draws (one per word), kind draws
+    (one per masked position), piece draws (one per masked position). With
+    `block` None the parts are packed (a block of `masking_draws`); with
+    `block` = (steps, positions) (`fixed_draw_block`) each part has that
+    many slots, whatever the instance needs, and an instance still short of
+    its budget after `steps` steps goes to the fill, which takes the rest of
+    its shuffle from a generator seeded by its own block. So an instance's
+    masks are the same whatever batch it is in.
+
+    The shuffle is Fisher-Yates, one place a step; each step runs for the
+    whole batch at once, in NumPy over the instances still short of their
+    budget, on the batch's words laid end to end (no padding): masking one
+    instance at a time in Python took about 50 us per 512 tokens.
     """
-    if not batch:
-        return []
+    rows = len(flat.lengths)
+    if not rows:
+        return FlatMasks(flat.original_ids.copy(), *(np.zeros(0, np.int64),) * 3)
     max_ngram = config.max_ngram
-    rows = len(batch)
-    lengths = np.fromiter((len(item.original_ids) for item in batch), np.int64, rows)
-    len_a = np.fromiter((item.len_a for item in batch), np.int64, rows)
-    budget = np.fromiter((mask_budget(length, config) for length in lengths.tolist()), np.int64, rows)
-    token_offsets = np.cumsum(lengths) - lengths
+    lengths, len_a, flat_starts = flat.lengths, flat.len_a, flat.word_starts
+    budget = _budget_table(config, int(lengths.max()))[lengths]
+    token_offsets = flat.offsets
     # The batch's words end to end (global word numbers): a word ends where
     # the next starts, the last of A at A's [SEP], the last of B at the
     # final [SEP]. max_ngram spare entries at the end keep every window in
     # bounds; a window never reaches past its segment (see `available`).
-    flat_starts = np.concatenate([item.word_starts for item in batch])
     word_token = np.flatnonzero(flat_starts)  # a word's first token, in the batch's tokens
     bounds = np.empty(2 * rows, np.int64)
     bounds[0::2], bounds[1::2] = token_offsets, token_offsets + len_a + 1
@@ -317,13 +470,22 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     word_end[word_offsets + num_words - 1] = token_offsets + lengths - 1
     word_end[total_words:] = word_end[total_words - 1]
     word_start = np.concatenate([word_token, np.full(max_ngram, word_token[-1])])
-    # Each block: shuffle draws, n-gram draws (one per word), kind draws,
-    # piece draws (one per masked position).
-    draw_counts = 2 * num_words + 2 * budget
-    if not all(len(item.draws) == count for item, count in zip(batch, draw_counts.tolist())):
-        raise ValueError("a block of draws does not match its instance (masking_draws)")
-    draws = np.concatenate([item.draws for item in batch])
-    draw_offsets = np.cumsum(draw_counts) - draw_counts
+    if block is None:
+        word_slots, position_slots = num_words, budget
+        block_sizes = 2 * num_words + 2 * budget
+        if not (np.array_equal(draw_at[1:] - draw_at[:-1], block_sizes[:-1])
+                and int(draw_at[-1] + block_sizes[-1]) == len(draws)):
+            raise ValueError("a block of draws does not match its instance (masking_draws)")
+        step_limit = num_words
+    else:
+        word_slots, position_slots = block
+        if int(budget.max()) > position_slots or int(draw_at.max()) + 2 * (word_slots + position_slots) > len(draws):
+            raise ValueError(f"an instance needs more draws than a block of {block} holds")
+        step_limit = np.minimum(num_words, word_slots)
+    shuffle_at = draw_at
+    ngram_at = draw_at + word_slots
+    kind_at = draw_at + 2 * word_slots
+    piece_at = kind_at + position_slots
     cdf_table = np.full((max_ngram, max_ngram), np.inf)
     for k, cdf in enumerate(_length_cdfs(max_ngram)):
         cdf_table[k, :len(cdf)] = cdf
@@ -336,13 +498,13 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     free_counts = np.zeros(max_ngram + 1, np.int64)
     ngram_range = np.arange(max_ngram)
     live = np.arange(rows)
-    for step in range(int(num_words.max())):
-        live = live[(masked[live] < budget[live]) & (step < num_words[live])]
+    for step in range(int(step_limit.max())):
+        live = live[(masked[live] < budget[live]) & (step < step_limit[live])]
         if not len(live):
             break
         steps[live] = step + 1
         here = word_offsets[live] + step
-        swap = here + (draws[draw_offsets[live] + step] * (num_words[live] - step)).astype(np.int64)
+        swap = here + (draws[shuffle_at[live] + step] * (num_words[live] - step)).astype(np.int64)
         w = order[swap]
         order[swap] = order[here]
         order[here] = w
@@ -351,7 +513,7 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
         window = w[:, None] + ngram_range[None, :]
         free = ~(covered[window] & (ngram_range[None, :] < available[:, None])).any(axis=1)
         start = word_token[w]
-        drawn = 1 + (draws[draw_offsets[live] + num_words[live] + step][:, None] >= cdf_table[available - 1]).sum(1)
+        drawn = 1 + (draws[ngram_at[live] + step][:, None] >= cdf_table[available - 1]).sum(1)
         ends = word_end[window]  # the end of the n-gram for n = 1..max_ngram
         fits = (ngram_range[None, :] < drawn[:, None]) & \
             (masked[live, None] + ends - start[:, None] <= budget[live, None])
@@ -383,55 +545,56 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     token = np.repeat(span_start - np.cumsum(span_length) + span_length, span_length) + np.arange(len(token_row))
     short = np.flatnonzero(masked < budget)
     if len(short):  # rare: see _fill
-        extra = [_fill(token[token_row == row], order, word_start, word_end, int(word_offsets[row]),
-                       int(num_words[row]), int(steps[row]), draws[draw_offsets[row]:], int(budget[row] - masked[row]))
-                 for row in short.tolist()]
+        extra = []
+        for row in short.tolist():
+            at, words, shuffled = int(shuffle_at[row]), int(num_words[row]), int(steps[row])
+            rest = draws[at + shuffled: at + min(words, word_slots if block else words)]
+            if block and words > word_slots:  # the places past the block's: from the block's own generator
+                seeded = np.random.Generator(np.random.PCG64(np.frombuffer(draws[at: at + 4].tobytes(), np.uint32)))
+                rest = np.concatenate([rest, seeded.random(words - max(shuffled, word_slots))])
+            extra.append(_fill(token[token_row == row], order, word_start, word_end, int(word_offsets[row]),
+                               words, shuffled, rest, int(budget[row] - masked[row])))
         token_row = np.concatenate([token_row, np.repeat(short, [len(e) for e in extra])])
         token = np.concatenate([token, *extra])
         by_row = np.argsort(token_row, kind="stable")
         token_row, token = token_row[by_row], token[by_row]
     taken_count = np.bincount(token_row, minlength=rows)
     slot = np.arange(len(token)) - np.repeat(np.cumsum(taken_count) - taken_count, taken_count)
-    kind_draw = draws[draw_offsets[token_row] + 2 * num_words[token_row] + slot]
-    piece_draw = draws[draw_offsets[token_row] + 2 * num_words[token_row] + budget[token_row] + slot]
+    kind_draw = draws[kind_at[token_row] + slot]
+    piece_draw = draws[piece_at[token_row] + slot]
     is_mask, is_random = kind_draw < 0.8, (kind_draw >= 0.8) & (kind_draw < 0.9)
     kinds = np.array([is_mask.sum(), is_random.sum(), len(kind_draw) - is_mask.sum() - is_random.sum()])
     # Each row's positions ascending, then the masked ids laid over the originals.
     ascending = np.lexsort((token, token_row))
     token_row, token = token_row[ascending], token[ascending]
     is_mask, is_random, piece_draw = is_mask[ascending], is_random[ascending], piece_draw[ascending]
-    original_ids = np.concatenate([np.asarray(item.original_ids) for item in batch])
+    original_ids = np.asarray(flat.original_ids)
     input_ids = original_ids.copy()
     random_ids = vocab.random_ids
     input_ids[token[is_mask]] = vocab.mask_id
     input_ids[token[is_random]] = random_ids[(piece_draw[is_random] * len(random_ids)).astype(np.int64)]
-    positions_flat, originals_flat = token - token_offsets[token_row], original_ids[token]
-    cuts = np.cumsum(taken_count).tolist()
-    ends_at = (token_offsets + lengths).tolist()
-    positions = [positions_flat[a:b] for a, b in zip([0, *cuts], cuts)]  # views: np.split costs 2 us a piece
-    originals = [originals_flat[a:b] for a, b in zip([0, *cuts], cuts)]
-    inputs = [input_ids[a:b] for a, b in zip(token_offsets.tolist(), ends_at)]
     if stats is not None:
         stats.ngram_counts[1:max_ngram + 1] += ngram_counts[1:]
         stats.free_ngram_counts[1:max_ngram + 1] += free_counts[1:]
         stats.replacement_counts += kinds
         stats.masked_tokens += len(token)
         stats.maskable_tokens += int((lengths - 3).sum())
-    return list(zip(inputs, positions, originals))
+    return FlatMasks(input_ids, token - token_offsets[token_row], original_ids[token], taken_count)
 
 
 def _fill(taken: np.ndarray, order: np.ndarray, word_start: np.ndarray, word_end: np.ndarray, offset: int,
-          num_words: int, shuffled: int, draws: np.ndarray, left: int) -> np.ndarray:
+          num_words: int, shuffled: int, rest: np.ndarray, left: int) -> np.ndarray:
     """The rest of one instance's budget (`left` tokens) when every word
     left is longer than the budget left, or its window is taken (short
     instances of long words: URLs, numbers, names). The budget is met
     anyway, as ALBERT's always is: the words are visited again in the
     shuffled order (the shuffle finished first) and their unmasked pieces
     taken from the start, so only the last span can end inside a word. Rare,
-    so one instance at a time; tokens and words are the batch's numbers."""
+    so one instance at a time; tokens and words are the batch's numbers, and
+    `rest` holds the shuffle draws of places `shuffled` on."""
     order = order[offset: offset + num_words].tolist()
     for step in range(shuffled, num_words):
-        swap = step + int(draws[step] * (num_words - step))
+        swap = step + int(rest[step - shuffled] * (num_words - step))
         order[step], order[swap] = order[swap], order[step]
     covered = set(taken.tolist())
     extra = []

@@ -154,3 +154,53 @@ def test_the_fill_takes_the_first_word_of_the_shuffle(seed):
     _, positions, _ = records.mask_batch([records.ToMask(ids, word_starts, 10, draws)], config, VOCAB)[0]
     first = [1, 6, 12, 17][int(draws[0] * 4)]
     np.testing.assert_array_equal(positions, [first, first + 1, first + 2])
+
+
+def _flat(items: list[records.ToMask]) -> records.FlatInstances:
+    return records.FlatInstances(np.concatenate([i.original_ids for i in items]),
+                                 np.concatenate([i.word_starts for i in items]),
+                                 np.array([len(i.original_ids) for i in items]), np.array([i.len_a for i in items]))
+
+
+def test_fixed_blocks_mask_the_same_in_any_batch_and_past_their_steps():
+    """The instance stage's layout (records.fixed_draw_block): each instance
+    reads a block of the same size. Instances of many one-piece words and
+    instances of words longer than the budget (every step refused, so the
+    block's steps run out and the fill takes the rest of the shuffle from
+    the block's own generator) are masked the same alone, in a batch and in
+    a reversed batch, and always get exactly their budget."""
+    config = MaskingConfig(max_predictions_per_seq=5)
+    block = records.fixed_draw_block(config)
+    block_draws = 2 * sum(block)
+    items = [_to_mask(seed, config) for seed in range(30)]
+    for words in (40, 60):  # words of 6 pieces against a budget of 5: more words than the block's steps
+        segment = np.zeros(3 * words, bool)  # words / 2 words of 6 pieces
+        segment[::6] = True
+        starts = np.concatenate([[False], segment, [False], segment, [False]])
+        ids = np.arange(100, 100 + len(starts))
+        ids[[0, 3 * words + 1, -1]] = [2, 3, 3]
+        items.append(records.ToMask(ids, starts, 3 * words, np.zeros(0)))
+    assert max(np.count_nonzero(i.word_starts) for i in items) > block[0]
+    blocks = np.random.default_rng(0).random((len(items), block_draws))
+
+    def mask(order: list[int]) -> list[tuple]:
+        flat = _flat([items[r] for r in order])
+        masks = records.mask_flat(flat, blocks[order].ravel(), np.arange(len(order)) * block_draws, config, VOCAB,
+                                  block=block)
+        cuts, token_cuts = np.cumsum(masks.counts).tolist(), np.cumsum(flat.lengths).tolist()
+        return [(masks.input_ids[t0:t1], masks.positions[m0:m1], masks.originals[m0:m1])
+                for t0, t1, m0, m1 in zip([0, *token_cuts], token_cuts, [0, *cuts], cuts)]
+
+    together = mask(list(range(len(items))))
+    backwards = mask(list(range(len(items)))[::-1])[::-1]
+    for r, item in enumerate(items):
+        alone = mask([r])[0]
+        for x, y, z in zip(together[r], backwards[r], alone):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(x, z)
+        positions = together[r][1]
+        assert len(positions) == records.mask_budget(len(item.original_ids), config)
+        np.testing.assert_array_equal(together[r][2], item.original_ids[positions])
+    for r in (-2, -1):  # the fill: one word's first five pieces, the word the (continued) shuffle put first
+        positions = together[r][1]
+        assert positions[0] % 6 in (1, 2) and np.array_equal(positions, positions[0] + np.arange(5))
