@@ -391,15 +391,18 @@ class MakeInstances(beam.DoFn):
 
         buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
         batches = {split: InstanceBatch(config.instances) for split in SPLITS}
-        keys: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+        # per split, each pass's (stable hash, instances) since the last build: the instances' keys
+        passes: dict[str, tuple[list[int], list[int]]] = {split: ([], []) for split in SPLITS}
         seeded = records.Reseeder()
 
         def build(split: str) -> None:
             built = batches[split].build(self._vocab, stats[split])
             if not len(built):
                 return
-            batch_keys = np.concatenate(keys[split])
-            keys[split].clear()
+            hashes, counts = passes[split]
+            batch_keys = records.derived_keys(np.array(hashes, np.uint64), np.array(counts, np.int64))
+            hashes.clear()
+            counts.clear()
             shards = batch_keys % np.uint64(self._shards[split])
             buffer.add_many(SPLITS.index(split), shards, batch_keys, built.encode(self._vocab_size))
 
@@ -411,9 +414,9 @@ class MakeInstances(beam.DoFn):
             for dup in range(config.dupe_factor):
                 rng = seeded(config.seed, document.id, dup)
                 count = batch.add_pass(tokens, rng, stats[split], self._pools.get(split), document.id)
-                if count:
-                    # each instance's key (its shard, its place in it) from the pass's hash and its index
-                    keys[split].append(records.derived_keys(records.stable_hash(document.id, dup), count))
+                if count:  # each instance's key (its shard, its place in it): from the pass's hash and its index
+                    passes[split][0].append(records.stable_hash(document.id, dup))
+                    passes[split][1].append(count)
                     made += count
                 if batch.tokens >= _BATCH_TOKENS:  # per pass: a book alone is thousands of instances
                     build(split)

@@ -80,39 +80,18 @@ def encode(instance: Instance, vocab_size: int) -> bytes:
 
 
 def encode_many(instances: list[Instance], vocab_size: int) -> list[bytes]:
-    """`encode` of each instance, the same bytes, with each field converted
-    and bit-packed for all of them at once rather than one instance at a time."""
+    """`encode` of each instance, the same bytes (by `encode_flat`)."""
     if not instances:
         return []
-    wide = vocab_size > 1 << 16
-    dtype = "<u4" if wide else "<u2"
-    width = 4 if wide else 2
-    lengths = np.fromiter((len(i.input_ids) for i in instances), np.int64, len(instances))
-    masked = np.fromiter((len(i.masked_positions) for i in instances), np.int64, len(instances))
-    if lengths.max() >= 1 << 16 or masked.max() >= 1 << 8:
-        raise ValueError(f"instance too long for the record format: {lengths.max()} tokens, {masked.max()} masked")
-    ids = np.concatenate([i.input_ids for i in instances]).astype(dtype).tobytes()
-    positions = np.concatenate([i.masked_positions for i in instances]).astype("<u2").tobytes()
-    originals = np.concatenate([i.masked_ids for i in instances]).astype(dtype).tobytes()
-    # Word-start bits: each record's own bytes, so each row padded to a whole byte.
-    packed_bytes = (lengths + 7) // 8
-    bits = np.zeros(int(packed_bytes.sum()) * 8, bool)
-    row_start = np.repeat((np.cumsum(packed_bytes) - packed_bytes) * 8 - (np.cumsum(lengths) - lengths), lengths)
-    bits[np.arange(int(lengths.sum())) + row_start] = np.concatenate([i.word_starts for i in instances])
-    packed = np.packbits(bits, bitorder="little").tobytes()
-    out = []
-    token = bit = mask = 0
-    for instance, length, count, nbytes in zip(instances, lengths.tolist(), masked.tolist(), packed_bytes.tolist()):
-        out.append(b"".join((
-            _HEADER.pack(RECORD_VERSION, _FLAG_UINT32 if wide else 0, length, instance.len_a, instance.sop_label,
-                         count),
-            ids[token * width:(token + length) * width],
-            packed[bit:bit + nbytes],
-            positions[mask * 2:(mask + count) * 2],
-            originals[mask * width:(mask + count) * width],
-        )))
-        token, bit, mask = token + length, bit + nbytes, mask + count
-    return out
+    rows = len(instances)
+    flat = FlatInstances(np.concatenate([i.input_ids for i in instances]),
+                         np.concatenate([i.word_starts for i in instances]),
+                         np.fromiter((len(i.input_ids) for i in instances), np.int64, rows),
+                         np.fromiter((i.len_a for i in instances), np.int64, rows))
+    masks = FlatMasks(flat.original_ids, np.concatenate([i.masked_positions for i in instances]),
+                      np.concatenate([i.masked_ids for i in instances]),
+                      np.fromiter((len(i.masked_positions) for i in instances), np.int64, rows))
+    return encode_flat(flat, masks, np.fromiter((i.sop_label for i in instances), np.int64, rows), vocab_size)
 
 
 _HEADER_DTYPE = np.dtype([("version", "u1"), ("flags", "u1"), ("length", "<u2"), ("len_a", "<u2"),
@@ -128,9 +107,10 @@ def ragged_arange(lengths: np.ndarray) -> np.ndarray:
 
 
 def encode_flat(flat: FlatInstances, masks: FlatMasks, sop_labels: np.ndarray, vocab_size: int) -> list[bytes]:
-    """`encode` of each instance of a masked FlatInstances, the same bytes,
-    built for all of them at once: every field of every record is laid into
-    one buffer by a single gather, then cut into records."""
+    """`encode` of each instance of a masked FlatInstances, the same bytes:
+    each field converted (and the word starts bit-packed) for all records at
+    once, then each record joined from its five slices (1 us a record; a
+    NumPy gather of every byte took twice that)."""
     rows = len(flat.lengths)
     if not rows:
         return []
@@ -146,16 +126,18 @@ def encode_flat(flat: FlatInstances, masks: FlatMasks, sop_labels: np.ndarray, v
     packed_bytes = (lengths + 7) // 8
     bits = np.zeros(int(packed_bytes.sum()) * 8, bool)
     bits[ragged_arange(lengths) + np.repeat((np.cumsum(packed_bytes) - packed_bytes) * 8, lengths)] = flat.word_starts
-    fields = [header.view(np.uint8), masks.input_ids.astype(dtype).view(np.uint8),
-              np.packbits(bits, bitorder="little"), masks.positions.astype("<u2").view(np.uint8),
-              masks.originals.astype(dtype).view(np.uint8)]
-    sizes = np.stack([np.full(rows, _HEADER.size), lengths * width, packed_bytes, masked * 2, masked * width], 1)
-    field_at = np.cumsum([0] + [len(f) for f in fields[:-1]])
-    starts = field_at[None, :] + np.cumsum(sizes, 0) - sizes  # where each record's part of each field begins
-    sizes, starts = sizes.ravel(), starts.ravel()
-    blob = np.concatenate(fields)[np.repeat(starts, sizes) + ragged_arange(sizes)].tobytes()
-    ends = np.cumsum(sizes.reshape(rows, 5).sum(1)).tolist()
-    return [blob[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+    headers, ids = header.tobytes(), masks.input_ids.astype(dtype).tobytes()
+    packed = np.packbits(bits, bitorder="little").tobytes()
+    positions, originals = masks.positions.astype("<u2").tobytes(), masks.originals.astype(dtype).tobytes()
+    out = []
+    join, size = b"".join, _HEADER.size
+    h = t0 = b0 = m0 = 0
+    for t1, b1, m1 in zip((np.cumsum(lengths) * width).tolist(), np.cumsum(packed_bytes).tolist(),
+                          np.cumsum(masked).tolist()):
+        out.append(join((headers[h:h + size], ids[t0:t1], packed[b0:b1], positions[2 * m0:2 * m1],
+                         originals[width * m0:width * m1])))
+        h, t0, b0, m0 = h + size, t1, b1, m1
+    return out
 
 
 def decode(record: bytes) -> Instance:
@@ -262,13 +244,15 @@ def stable_hash(*parts: str | int) -> int:
     return int.from_bytes(_digest(parts)[:8], "little")
 
 
-def derived_keys(key: int, count: int) -> np.ndarray:
-    """`count` 64-bit keys derived from one (uint64): SplitMix64's output
-    function of key + (k + 1) * golden gamma, for k < count, in one NumPy pass.
-    A document pass's instances take their keys (shard and order) from the
-    pass's stable_hash this way: a sha256 per instance cost 2 us."""
+def derived_keys(keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """counts[i] 64-bit keys derived from each keys[i] (uint64), end to end:
+    SplitMix64's output function of key + (k + 1) * golden gamma for k <
+    count, in one NumPy pass. A document pass's instances take their keys
+    (shard and order) from the pass's stable_hash this way, a batch of passes
+    at once: a sha256 per instance cost 2 us."""
     with np.errstate(over="ignore"):
-        z = np.uint64(key) + (np.arange(1, count + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        steps = (ragged_arange(counts) + 1).astype(np.uint64)
+        z = np.repeat(keys.astype(np.uint64), counts) + steps * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
@@ -503,31 +487,33 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
         if not len(live):
             break
         steps[live] = step + 1
-        here = word_offsets[live] + step
-        swap = here + (draws[shuffle_at[live] + step] * (num_words[live] - step)).astype(np.int64)
+        first_word, words = word_offsets[live], num_words[live]
+        here = first_word + step
+        swap = here + (draws[shuffle_at[live] + step] * (words - step)).astype(np.int64)
         w = order[swap]
         order[swap] = order[here]
         order[here] = w
-        local = w - word_offsets[live]
-        available = np.minimum(max_ngram, np.where(local < words_in_a[live], words_in_a[live], num_words[live]) - local)
-        window = w[:, None] + ngram_range[None, :]
-        free = ~(covered[window] & (ngram_range[None, :] < available[:, None])).any(axis=1)
+        local = w - first_word
+        in_a = words_in_a[live]
+        available = np.minimum(max_ngram, np.where(local < in_a, in_a, words) - local)
+        window = w[:, None] + ngram_range
+        free = ~(covered[window] & (ngram_range < available[:, None])).any(axis=1)
         start = word_token[w]
         drawn = 1 + (draws[ngram_at[live] + step][:, None] >= cdf_table[available - 1]).sum(1)
         ends = word_end[window]  # the end of the n-gram for n = 1..max_ngram
-        fits = (ngram_range[None, :] < drawn[:, None]) & \
-            (masked[live, None] + ends - start[:, None] <= budget[live, None])
-        n = np.where(fits.any(axis=1), max_ngram - np.argmax(fits[:, ::-1], axis=1), 0)
+        # Ends grow with n, so the n-grams within the budget left are the
+        # shortest ones: n is the drawn length, shortened to their number.
+        fit = ends - start[:, None] <= (budget[live] - masked[live])[:, None]
+        n = np.minimum(drawn, fit.sum(1))
         taken = free & (n > 0)
         if not taken.any():
             continue
         rows_taken, w, start, n = live[taken], w[taken], start[taken], n[taken]
-        available, drawn, ends = available[taken], drawn[taken], ends[taken]
-        end = ends[np.arange(len(n)), n - 1]
-        np.add.at(ngram_counts, n, 1)
-        whole_window = (available == max_ngram) & (masked[rows_taken] + ends[:, -1] - start <= budget[rows_taken])
-        np.add.at(free_counts, drawn[whole_window], 1)
-        covered[(w[:, None] + ngram_range[None, :])[ngram_range[None, :] < n[:, None]]] = True
+        end = ends[taken, n - 1]
+        ngram_counts += np.bincount(n, minlength=max_ngram + 1)
+        whole_window = (available[taken] == max_ngram) & fit[taken, -1]
+        free_counts += np.bincount(drawn[taken][whole_window], minlength=max_ngram + 1)
+        covered[(w[:, None] + ngram_range)[ngram_range < n[:, None]]] = True
         span_rows.append(rows_taken)
         span_starts.append(start)
         span_ends.append(end)
