@@ -25,9 +25,6 @@ class StoredMasks:
 
     layout: records.FeatureLayout
 
-    def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
-        return records.decode_features(record, self.layout)
-
     def batch(self, stored: list[bytes], epochs: list[int], keys: list[int]) -> list[dict[str, np.ndarray]]:
         return [records.decode_features(record, self.layout) for record in stored]
 
@@ -62,9 +59,6 @@ class DynamicMasks:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-
-    def __call__(self, record: bytes, epoch: int, key: int) -> dict[str, np.ndarray]:
-        return self.batch([record], [epoch], [key])[0]
 
     def batch(self, stored: list[bytes], epochs: list[int], keys: list[int]) -> list[dict[str, np.ndarray]]:
         """The records masked again in one records.mask_batch: each from its

@@ -550,8 +550,10 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     piece_draw = draws[piece_at[token_row] + slot]
     is_mask, is_random = kind_draw < 0.8, (kind_draw >= 0.8) & (kind_draw < 0.9)
     kinds = np.array([is_mask.sum(), is_random.sum(), len(kind_draw) - is_mask.sum() - is_random.sum()])
-    # Each row's positions ascending, then the masked ids laid over the originals.
-    ascending = np.lexsort((token, token_row))
+    # Each row's positions ascending, then the masked ids laid over the
+    # originals. Rows hold consecutive token numbers, so sorting by token
+    # alone keeps the rows apart.
+    ascending = np.argsort(token)
     token_row, token = token_row[ascending], token[ascending]
     is_mask, is_random, piece_draw = is_mask[ascending], is_random[ascending], piece_draw[ascending]
     original_ids = np.asarray(flat.original_ids)
