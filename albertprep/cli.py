@@ -437,13 +437,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands.choices
 
 
-_BEAM_COMMANDS = ("extract", "vocab", "dedup", "prepare")
+BEAM_COMMANDS = ("extract", "vocab", "dedup", "prepare")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    beam_job = args.command in _BEAM_COMMANDS  # only these pass Beam's own options on
+    beam_job = args.command in BEAM_COMMANDS  # only these pass Beam's own options on
     unknown = (runners.unknown_options(beam_args) if beam_job else beam_args) if beam_args else []
     unknown = [arg for arg in unknown if arg.startswith("-")] or unknown  # the flags, not their values
     if unknown:
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         relay.addFilter(_WorkerRelay())
     interrupted = f"albertprep {args.command}: interrupted; no output of this run was left half-written"
     previous_handler = signal.getsignal(signal.SIGINT)
-    if args.command in _BEAM_COMMANDS and threading.current_thread() is threading.main_thread():
+    if args.command in BEAM_COMMANDS and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, functools.partial(_end_beam_job, interrupted))
     try:
         return args.run(args, beam_args)

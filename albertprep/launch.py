@@ -5,10 +5,20 @@ It starts the local runner's warm worker processes (pipelines/warm.py) for a
 imports run beside the command's own; then it hands over to the CLI.
 `python -m albertprep.cli` runs the same CLI and starts its workers when its
 first pipeline runs instead.
+
+A Beam command that has finished skips the interpreter's teardown: it runs
+the exit handlers (the warm workers are waited for there) and flushes its
+streams, then leaves with `os._exit`. Tearing down the 1,300 modules Beam
+imports took about 0.3 s after the output was complete, the same on one
+worker as on two, so it came off every job's speed-up. Every output file is
+closed (and renamed into place) before the CLI returns; `pretrain` and the
+other commands exit the ordinary way.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 
 
@@ -18,4 +28,10 @@ def main() -> int:
     warm.prestart(sys.argv[1:])
     from albertprep import cli
 
-    return cli.main()
+    code = cli.main()
+    if len(sys.argv) > 1 and sys.argv[1] in cli.BEAM_COMMANDS:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -14,6 +14,7 @@ import apache_beam as beam
 import pytest
 from conftest import BOOKS
 
+from albertprep import cli
 from albertprep.pipelines import runners, warm
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,5 +109,17 @@ def test_the_albertprep_entry_point_runs_a_two_worker_job(tmp_path):
                               capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Traceback" not in done.stderr
+        assert done.stdout.strip().splitlines()[-1].startswith(f"{len(chosen)} documents from")  # flushed before exit
         outputs[workers] = [p.read_bytes() for p in sorted(output.glob("documents-*"))]
     assert len(outputs[1]) == 2 * len(chosen) and outputs[1] == outputs[2]  # a .jsonl and a .txt per book
+
+
+def test_the_entry_point_keeps_a_beam_commands_exit_code_and_last_line():
+    """A Beam command leaves by os._exit (albertprep/launch.py): its exit code
+    and its one line still come out."""
+    missing = str(ROOT / "no-such-input.xml")
+    done = subprocess.run([sys.executable, "-m", "albertprep", "extract", missing, "--output", "/tmp/unused",
+                           "--workers", "2"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == cli.EXIT_NOT_STARTED
+    assert done.stderr.strip().splitlines()[-1].startswith("albertprep extract:") and missing in done.stderr
+    assert warm._BEAM_COMMANDS == cli.BEAM_COMMANDS  # warm keeps its own copy: it must not import the CLI
