@@ -216,8 +216,9 @@ def truncate_pairs(len_a: np.ndarray, len_b: np.ndarray, max_tokens: int,
 # 2. once the pass's instances are known: the truncation draws of each in turn
 #    (one per token over max), then a fixed block of masking draws for each
 #    (records.fixed_draw_block).
-# No draw's place depends on another's value, so the loop over chunks needs no
-# generator call, and a batch of passes is cut and masked in NumPy at once.
+# The first block's places depend on nothing drawn, so the loop over chunks
+# calls no generator; the second is taken once the loop is done, so a batch of
+# passes is then cut and masked in NumPy at once.
 DRAWS_PER_SLOT = 6
 
 

@@ -204,3 +204,26 @@ def test_fixed_blocks_mask_the_same_in_any_batch_and_past_their_steps():
     for r in (-2, -1):  # the fill: one word's first five pieces, the word the (continued) shuffle put first
         positions = together[r][1]
         assert positions[0] % 6 in (1, 2) and np.array_equal(positions, positions[0] + np.arange(5))
+
+
+def test_a_reseeded_generator_draws_what_rng_for_draws():
+    """records.Reseeder is rng_for without a new generator each time: the
+    same numbers, whatever was drawn from it before it was reseeded."""
+    reseeded = records.Reseeder()
+    for parts in [(1, "doc", 0), (1, "doc", 1), (2, "doc", 0), (1, "other", 0), (1, "doc", 0)]:
+        rng = reseeded(*parts)
+        np.testing.assert_array_equal(rng.random(7), records.rng_for(*parts).random(7))
+        rng.random(3)  # left part-used: the next reseed starts afresh all the same
+    assert not np.array_equal(records.rng_for(1, "doc", 0).random(4), records.rng_for(1, "doc", 1).random(4))
+
+
+def test_derived_keys_are_each_keys_own_and_distinct():
+    """Each key's run of derived keys depends on that key alone (a batch of
+    passes gets the keys each pass would get alone), and none repeat."""
+    keys = np.array([records.stable_hash("a", 0), records.stable_hash("a", 1), 0, 2**64 - 1], np.uint64)
+    counts = np.array([3, 0, 5, 2])
+    together = records.derived_keys(keys, counts)
+    alone = [records.derived_keys(keys[i:i + 1], counts[i:i + 1]) for i in range(len(keys))]
+    np.testing.assert_array_equal(together, np.concatenate(alone))
+    assert together.dtype == np.uint64 and len(together) == counts.sum() == len(set(together.tolist()))
+    assert not set(together.tolist()) & set(keys.tolist())
