@@ -4,7 +4,7 @@ glibc's malloc gives every block over its mmap threshold (128 kB at first,
 raised as blocks are freed, up to 32 MB) pages of its own from mmap and
 returns them on free, so the next such block faults every page in again.
 Masking a batch of 512 instances allocates dozens of arrays of 1 to 4 MB
-(records.mask_batch), and that cost was a third of prepare's CPU at 512
+(records.mask_flat), and that cost was a third of prepare's CPU at 512
 tokens: on the reference corpus at dupe 40, 1.56 s of system time and
 9.19 s of user time, against 0.47 s and 7.10 s with large blocks served from
 the heap and kept there when freed. Peak RSS was the same (196 MB): the

@@ -1,7 +1,8 @@
 """The instance record format and ALBERT's n-gram masking: one owner.
 
-The pipeline writes records with `encode`; the loader reads them with
-`decode_features` and, for dynamic masking, masks again with `mask_instance`.
+The pipeline masks a batch of instances with `mask_flat` and writes their
+records with `encode_flat` (`encode` for one); the loader reads them with
+`decode_features` and, for dynamic masking, masks again with `mask_batch`.
 Nothing here imports Beam, so the loader pulls in only NumPy.
 
 A record stores what cannot be derived, compactly (little-endian):
