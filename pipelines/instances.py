@@ -94,10 +94,16 @@ class TokenizedDocument:
     @classmethod
     def from_sentences(cls, sentences: list[np.ndarray], word_start: np.ndarray) -> TokenizedDocument:
         """From per-sentence ids; sentences that tokenised to nothing are dropped."""
-        sentences = [s for s in sentences if len(s)]
-        bounds = np.zeros(len(sentences) + 1, np.int64)
-        np.cumsum([len(s) for s in sentences], out=bounds[1:])
         ids = np.concatenate(sentences) if sentences else np.zeros(0, np.int64)
+        return cls.from_joined(ids, np.array([len(s) for s in sentences], np.int64), word_start)
+
+    @classmethod
+    def from_joined(cls, ids: np.ndarray, lengths: np.ndarray, word_start: np.ndarray) -> TokenizedDocument:
+        """From all the sentences' ids end to end and each one's count
+        (Tokenizer.encode_joined); sentences that tokenised to nothing are dropped."""
+        kept = lengths[lengths > 0]
+        bounds = np.zeros(len(kept) + 1, np.int64)
+        np.cumsum(kept, out=bounds[1:])
         return cls(ids, word_start[ids], bounds)
 
     def __len__(self) -> int:

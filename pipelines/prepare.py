@@ -275,7 +275,8 @@ def _worker_tokenizer(model_path: str, do_lower_case: bool, albert_compat: bool)
 
 
 def _tokenized(tokenizer: Tokenizer, document: Document) -> TokenizedDocument:
-    return TokenizedDocument.from_sentences(tokenizer.encode(list(document.sentences)), tokenizer.albert_word_start)
+    return TokenizedDocument.from_joined(*tokenizer.encode_joined(list(document.sentences)),
+                                         tokenizer.albert_word_start)
 
 
 # --- the documents random B segments come from (--albert-compat) ------------
