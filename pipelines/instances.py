@@ -37,6 +37,7 @@ from albertprep.core.records import (
     MaskingConfig,
     MaskingStats,
     MaskingVocab,
+    cut,
     encode_flat,
     fixed_draw_block,
     mask_flat,
@@ -67,6 +68,12 @@ class InstanceStats:
     dropped_tokens: int = 0
     length_histogram: np.ndarray | None = None
     masking: MaskingStats = dataclasses.field(default_factory=MaskingStats)
+
+    def histogram(self, max_seq_length: int) -> np.ndarray:
+        """The length histogram, made empty on first use."""
+        if self.length_histogram is None:
+            self.length_histogram = np.zeros(max_seq_length + 1, np.int64)
+        return self.length_histogram
 
     def merge(self, other: InstanceStats) -> None:
         for field in ("instances", "short_target", "sop_swapped", "random_b", "truncated",
@@ -242,12 +249,10 @@ class BuiltInstances(NamedTuple):
         return encode_flat(self.flat, self.masks, self.sop_labels, vocab_size)
 
     def instances(self) -> list[Instance]:
-        token_cuts = np.cumsum(self.flat.lengths).tolist()
-        mask_cuts = np.cumsum(self.masks.counts).tolist()
-        return [Instance(self.masks.input_ids[t0:t1], self.flat.word_starts[t0:t1], len_a, label,
-                         self.masks.positions[m0:m1], self.masks.originals[m0:m1])
-                for t0, t1, m0, m1, len_a, label in zip([0, *token_cuts], token_cuts, [0, *mask_cuts], mask_cuts,
-                                                        self.flat.len_a.tolist(), self.sop_labels.tolist())]
+        flat, masks = self.flat, self.masks
+        return [Instance(*fields) for fields in zip(
+            cut(masks.input_ids, flat.lengths), cut(flat.word_starts, flat.lengths), flat.len_a.tolist(),
+            self.sop_labels.tolist(), cut(masks.positions, masks.counts), cut(masks.originals, masks.counts))]
 
 
 class InstanceBatch:
@@ -302,8 +307,7 @@ class InstanceBatch:
         max_tokens = config.max_seq_length - 3
         compat = config.albert_compat
         short_prob = config.short_seq_prob
-        if stats.length_histogram is None:
-            stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
+        stats.histogram(config.max_seq_length)  # made even when the pass makes nothing
         bounds = document.bounds.tolist()
         sentences = len(bounds) - 1
         if not sentences:
@@ -378,8 +382,7 @@ class InstanceBatch:
         """The batch's instances, truncated, assembled and masked; the batch is emptied."""
         config = self.config
         rows = len(self)
-        if stats.length_histogram is None:
-            stats.length_histogram = np.zeros(config.max_seq_length + 1, np.int64)
+        histogram = stats.histogram(config.max_seq_length)
         if not rows:
             empty = np.zeros(0, np.int64)
             self.clear()
@@ -413,7 +416,7 @@ class InstanceBatch:
         flat = FlatInstances(ids, word_starts, lengths, len_a)
         masks = mask_flat(flat, np.concatenate(self._masking_draws), np.arange(rows) * self._block_draws,
                           config.masking, vocab, stats.masking, self._block)
-        stats.length_histogram += np.bincount(lengths, minlength=len(stats.length_histogram))
+        histogram += np.bincount(lengths, minlength=len(histogram))
         labels = np.array(self._labels, np.int64)
         self.clear()
         return BuiltInstances(flat, masks, labels)

@@ -89,6 +89,7 @@ def encode_many(instances: list[Instance], vocab_size: int) -> list[bytes]:
                          np.concatenate([i.word_starts for i in instances]),
                          np.fromiter((len(i.input_ids) for i in instances), np.int64, rows),
                          np.fromiter((i.len_a for i in instances), np.int64, rows))
+    # encode_flat reads the input ids from the masks: flat.original_ids is not read
     masks = FlatMasks(flat.original_ids, np.concatenate([i.masked_positions for i in instances]),
                       np.concatenate([i.masked_ids for i in instances]),
                       np.fromiter((len(i.masked_positions) for i in instances), np.int64, rows))
@@ -98,6 +99,13 @@ def encode_many(instances: list[Instance], vocab_size: int) -> list[bytes]:
 _HEADER_DTYPE = np.dtype([("version", "u1"), ("flags", "u1"), ("length", "<u2"), ("len_a", "<u2"),
                           ("sop_label", "u1"), ("masked", "u1")])
 assert _HEADER_DTYPE.itemsize == _HEADER.size
+
+
+def cut(array: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """`array`'s runs of lengths[0], lengths[1], ... laid end to end, as views
+    (np.split costs 2 us a piece)."""
+    ends = np.cumsum(lengths).tolist()
+    return [array[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def ragged_arange(lengths: np.ndarray) -> np.ndarray:
@@ -396,11 +404,8 @@ def mask_batch(batch: list[ToMask], config: MaskingConfig, vocab: MaskingVocab,
     draw_counts = np.fromiter((len(item.draws) for item in batch), np.int64, rows)
     masks = mask_flat(flat, np.concatenate([item.draws for item in batch]), np.cumsum(draw_counts) - draw_counts,
                       config, vocab, stats)
-    cuts = np.cumsum(masks.counts).tolist()
-    token_cuts = np.cumsum(flat.lengths).tolist()
-    # views: np.split costs 2 us a piece
-    return [(masks.input_ids[t0:t1], masks.positions[m0:m1], masks.originals[m0:m1])
-            for t0, t1, m0, m1 in zip([0, *token_cuts], token_cuts, [0, *cuts], cuts)]
+    return list(zip(cut(masks.input_ids, flat.lengths), cut(masks.positions, masks.counts),
+                    cut(masks.originals, masks.counts)))
 
 
 def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, config: MaskingConfig,
@@ -537,8 +542,9 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
         extra = []
         for row in short.tolist():
             at, words, shuffled = int(shuffle_at[row]), int(num_words[row]), int(steps[row])
-            rest = draws[at + shuffled: at + min(words, word_slots if block else words)]
-            if block and words > word_slots:  # the places past the block's: from the block's own generator
+            slots = min(words, word_slots) if block else words  # the row's shuffle draws in its block
+            rest = draws[at + shuffled: at + slots]
+            if slots < words:  # the places past the block's: from the block's own generator
                 seeded = np.random.Generator(np.random.PCG64(np.frombuffer(draws[at: at + 4].tobytes(), np.uint32)))
                 rest = np.concatenate([rest, seeded.random(words - max(shuffled, word_slots))])
             extra.append(_fill(token[token_row == row], order, word_start, word_end, int(word_offsets[row]),

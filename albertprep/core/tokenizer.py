@@ -23,7 +23,7 @@ import numpy as np
 import sentencepiece as spm
 
 from albertprep.core.errors import UserError
-from albertprep.core.records import MaskingVocab
+from albertprep.core.records import MaskingVocab, cut
 
 SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 WORD_START = "\u2581"  # SentencePiece's "▁"
@@ -133,9 +133,7 @@ class Tokenizer:
     def encode(self, sentences: list[str], threads: int = 1) -> list[np.ndarray]:
         """Token ids of each sentence, normalised first (`encode_joined`, cut
         into sentences)."""
-        ids, lengths = self.encode_joined(sentences, threads)
-        ends = np.cumsum(lengths).tolist()
-        return [ids[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        return cut(*self.encode_joined(sentences, threads))
 
     def encode_joined(self, sentences: list[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The token ids of all the sentences end to end, and each one's count.
@@ -152,16 +150,14 @@ class Tokenizer:
         hits = np.flatnonzero(self._digit_comma[ids])
         if not len(hits):
             return ids, lengths
-        ends = np.cumsum(lengths)
-        pieces = [ids[a:b] for a, b in zip([0, *ends[:-1].tolist()], ends.tolist())]
-        for i in np.unique(np.searchsorted(ends, hits, side="right")).tolist():
+        pieces = cut(ids, lengths)
+        for i in np.unique(np.searchsorted(np.cumsum(lengths), hits, side="right")).tolist():
             pieces[i] = self._split_digit_commas(encoded[i])
         return np.concatenate(pieces), np.fromiter(map(len, pieces), np.int64, len(pieces))
 
     def _split_digit_commas(self, ids: list[int]) -> np.ndarray:
-        array = np.asarray(ids, np.int64)
-        if not self._digit_comma[array].any():
-            return array
+        """One sentence's ids with each digit-comma piece split as ALBERT's
+        encode_pieces does (`encode_joined` calls it on the sentences that hold one)."""
         out: list[int] = []
         for i in ids:
             if not self._digit_comma[i]:
