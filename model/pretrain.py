@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 
 import grain.python as grain
@@ -50,6 +51,23 @@ def _peak_flops(per_device_tflops: float | None) -> float | None:
     return peak * 1e12 * jax.device_count() if peak else None
 
 
+def _tensorboardx_writer():
+    """tensorboardX's SummaryWriter, imported without torch. tensorboardX
+    imports torch, when it is installed, only to accept its tensors; the
+    scalars written here are floats, and importing torch costs about 3 s of
+    every run's start where it is installed (transformers users have it).
+    A torch that is already imported is left alone."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError while this is set
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class _Logs:
     """JSONL always; TensorBoard when tensorboardX is installed. Metrics are
     global (every process computes the same), so only process 0 writes them."""
@@ -60,8 +78,7 @@ class _Logs:
             return
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
         try:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = _tensorboardx_writer()
             self._board = SummaryWriter(os.path.join(workdir, "tensorboard"))
         except ImportError:
             self._board = None
