@@ -17,13 +17,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 
-def measure(command: list[str], cwd: str | None = None) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MB) of a command and the children it waits for."""
+def measure(command: list[str], cwd: str | None = None,
+            watch: Callable[[int], None] | None = None) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of a command and the children it waits for.
+    `watch(pid)`, if given, is called every 50 ms while it runs, with the
+    launcher's pid (the command is its child)."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as figures, tempfile.TemporaryFile() as stderr:
-        code = subprocess.call([sys.executable, os.path.abspath(__file__), figures.name, *command],
-                               stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd)
+        process = subprocess.Popen([sys.executable, os.path.abspath(__file__), figures.name, *command],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd)
+        while watch is not None and process.poll() is None:
+            watch(process.pid)
+            time.sleep(0.05)
+        code = process.wait()
         if code != 0:
             stderr.seek(0)
             raise SystemExit(f"{command[:4]} failed:\n{stderr.read().decode(errors='replace')[-3000:]}")

@@ -29,7 +29,6 @@ import argparse
 import bz2
 import os
 import pathlib
-import re
 import shutil
 import statistics
 import subprocess
@@ -37,35 +36,27 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+from _corpus import renamed, sample_articles
 from _process import measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_PAGE = re.compile(rb"  <page>.*?</page>\n", re.DOTALL)
-
-
 def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float,
                rewrite: Callable[[bytes, int, int], bytes] | None = None) -> tuple[int, int]:
     """A plain .xml.bz2 of at least `megabytes` MB of XML; (pages, XML bytes).
     `rewrite(page, repeat, page number)` may change each page first."""
-    xml = bz2.decompress((corpora / "wiki" / "enwiki-sample.xml.bz2").read_bytes())
-    head_end = xml.index(b"  <page>")
-    pages = [p for p in _PAGE.findall(xml) if b"<ns>0</ns>" in p and b"<redirect" not in p]
-    out = [xml[:head_end]]
-    size, count, copy = len(out[0]), 0, 0
+    head, pages, foot = sample_articles(corpora)
+    out = [head]
+    size, count, copy = len(head), 0, 0
     while size < megabytes * 1e6:
         for page in pages:
             if rewrite is not None:
                 page = rewrite(page, copy, count)
-            title = re.search(rb"<title>(.*?)</title>", page)
-            page_id = re.search(rb"<id>(\d+)</id>", page)
-            page = (page[: title.start()] + b"<title>%s %d</title>" % (title[1], copy)
-                    + page[title.end(): page_id.start()]
-                    + b"<id>%d</id>" % (int(page_id[1]) + 10_000_000 * copy) + page[page_id.end():])
+            page = renamed(page, copy)
             out.append(page)
             size += len(page)
             count += 1
         copy += 1
-    out.append(b"</mediawiki>\n")
+    out.append(foot)
     data = b"".join(out)
     path.write_bytes(bz2.compress(data, 9))
     return count, len(data)
