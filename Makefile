@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/scale.py  # about half an hour: 1 GB through the chain on Dask and the local runner
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info

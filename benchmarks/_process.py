@@ -11,8 +11,10 @@ worker processes included).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,12 +28,18 @@ def measure(command: list[str], cwd: str | None = None,
     `watch(pid)`, if given, is called every 50 ms while it runs, with the
     launcher's pid (the command is its child)."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as figures, tempfile.TemporaryFile() as stderr:
+        # its own process group, so that a benchmark stopped midway stops the command's whole tree too
         process = subprocess.Popen([sys.executable, os.path.abspath(__file__), figures.name, *command],
-                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd)
-        while watch is not None and process.poll() is None:
-            watch(process.pid)
-            time.sleep(0.05)
-        code = process.wait()
+                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, start_new_session=True)
+        try:
+            while watch is not None and process.poll() is None:
+                watch(process.pid)
+                time.sleep(0.05)
+            code = process.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
         if code != 0:
             stderr.seek(0)
             raise SystemExit(f"{command[:4]} failed:\n{stderr.read().decode(errors='replace')[-3000:]}")

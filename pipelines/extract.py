@@ -32,7 +32,7 @@ from albertprep.core import atomic
 from albertprep.core.documents import Outcome
 from albertprep.core.errors import UserError
 from albertprep.core.layout import MANIFEST
-from albertprep.pipelines import sources
+from albertprep.pipelines import runners, sources
 
 SUMMARY = "summary.json"
 SUMMARY_FORMAT = "albertprep.extract/1"
@@ -200,15 +200,14 @@ class WriteSummary(beam.DoFn):
 def build(pipeline: beam.Pipeline, tasks: list[sources.ReadTask], output_dir: str, inputs: list[dict]) -> None:
     """Adds the extract graph to `pipeline`.
 
-    Tasks enter largest first and unshuffled, keyed by task number: the
-    local runner deals groups to its workers round-robin in arrival order,
-    so this balances their work; Dask spreads the keys over its partitions.
+    Tasks enter largest first (`runners.Distribute`): the local runner
+    deals them to its workers round-robin in arrival order, so this balances
+    their work; on Dask they are packed into partitions of equal work.
     """
     largest_first = sorted(tasks, key=lambda t: (-t.work, t.index))
     (
         pipeline
-        | "Tasks" >> beam.Create([(t.index, t) for t in largest_first], reshuffle=False)
-        | "Distribute" >> beam.GroupByKey()
+        | "Tasks" >> runners.Distribute(largest_first, lambda t: t.work)
         | "Extract" >> beam.ParDo(ExtractTask(output_dir, len(tasks)))
         | "KeyReports" >> beam.Map(lambda report: (0, report))
         | "GatherReports" >> beam.GroupByKey()

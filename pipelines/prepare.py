@@ -40,7 +40,7 @@ from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL,
 from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
 from albertprep.core.options import setting
 from albertprep.core.tokenizer import Tokenizer
-from albertprep.pipelines import runs, textformats
+from albertprep.pipelines import runners, runs, textformats
 from albertprep.pipelines.instances import (
     BPool,
     InstanceBatch,
@@ -105,6 +105,11 @@ class ReadRange:
     path: str
     start: int
     end: int
+
+
+def range_bytes(read_range: ReadRange) -> int:
+    """A range's weight, for spreading the work (`runners.Distribute`)."""
+    return read_range.end - read_range.start
 
 
 def shard_name(split: str, shard: int, count: int) -> str:
@@ -236,8 +241,7 @@ def build_vocab(pipeline: beam.Pipeline, ranges: list[ReadRange], total_sentence
     rate = min(1.0, config.sample_sentences / max(1, total_sentences))
     (
         pipeline
-        | "Ranges" >> beam.Create([(r.index, r) for r in ranges], reshuffle=False)
-        | "Distribute" >> beam.GroupByKey()
+        | "Ranges" >> runners.Distribute(ranges, range_bytes)
         | "Sample" >> beam.ParDo(SampleSentences(config, rate))
         | "Gather" >> beam.GroupByKey()
         | "Train" >> beam.ParDo(TrainSentencePiece(config, output_dir))
@@ -351,8 +355,7 @@ def build_b_pool(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: To
     """The B pool of --albert-compat, written for the instance pipeline to read."""
     (
         pipeline
-        | "Ranges" >> beam.Create([(r.index, r) for r in ranges], reshuffle=False)
-        | "Distribute" >> beam.GroupByKey()
+        | "Ranges" >> runners.Distribute(ranges, range_bytes)
         | "Select" >> beam.ParDo(SelectPoolDocuments(FileSystems.join(output_dir, SPM_MODEL),
                                                      tokenizer.do_lower_case, config,
                                                      b_pool_thresholds(config, documents)))
@@ -607,8 +610,7 @@ def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer:
     largest_first = sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
     made = (
         pipeline
-        | "Ranges" >> beam.Create([(r.index, r) for r in largest_first], reshuffle=False)
-        | "Distribute" >> beam.GroupByKey()
+        | "Ranges" >> runners.Distribute(largest_first, range_bytes)
         | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
                                                       tokenizer.do_lower_case, config, train_shards,
                                                       FileSystems.join(output_dir, RUNS)))

@@ -41,6 +41,25 @@ BOOKS = CORPORA / "books"
 ALBERT_MODEL = CORPORA / "spm" / "albert-en-30k-clean.model"  # ALBERT's own 30k-clean vocabulary
 
 
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One dask.distributed cluster for every Dask test: 2 worker processes
+    of one thread on 127.0.0.1, as a small real deployment has. Its
+    workers live through the session, as a real cluster's do between jobs."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+def dask_args(cluster) -> list[str]:
+    """The Beam options that run a job on `cluster`."""
+    from albertprep.pipelines import runners
+
+    return [f"--runner={runners.DASK_RUNNER}", f"--dask_client_address={cluster.scheduler_address}"]
+
+
 def run_extract(inputs: list[str], output: pathlib.Path, *extra: str, expect: int = 0) -> dict:
     """Runs extract; `expect` 3 where an input is known to be cut off (viwiki-truncated.xml)."""
     code = cli.main(["extract", *inputs, "--output", str(output), *extra])

@@ -5,11 +5,10 @@ import json
 import pathlib
 
 import pytest
-from conftest import ALBERT_MODEL, BOOKS, WIKI, load_documents, run_extract
+from conftest import ALBERT_MODEL, BOOKS, WIKI, dask_args, load_documents, run_extract
 
 from albertprep import cli
 from albertprep.core.documents import read_documents_jsonl
-from albertprep.pipelines import runners
 from albertprep.tools import planted as plant
 
 BOOK_NAMES = ("blake-poems.txt", "botchan.txt", "chesterton-brown.txt", "shakespeare-caesar.txt",
@@ -104,15 +103,11 @@ def test_shared_books_and_articles_are_all_distinct(corpus_extract, tmp_path):
     assert summary["documents"] == extract_summary["documents"] == len(documents)
 
 
-def test_two_workers_dask_and_input_order_give_identical_bytes(corpus, reference, tmp_path):
+def test_two_workers_dask_and_input_order_give_identical_bytes(corpus, reference, dask_cluster, tmp_path):
     expected = _files(reference[0])
     _dedup(corpus["inputs"][::-1], tmp_path / "two", "--workers", "2")
     assert _files(tmp_path / "two") == expected
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        _dedup(corpus["inputs"], tmp_path / "dask", f"--runner={runners.DASK_RUNNER}",
-               f"--dask_client_address={cluster.scheduler_address}")
+    _dedup(corpus["inputs"], tmp_path / "dask", *dask_args(dask_cluster))
     assert _files(tmp_path / "dask") == expected
 
 

@@ -3,9 +3,7 @@
 import json
 
 import pytest
-from conftest import BOOKS, WIKI, make_multistream, output_files, run_extract
-
-from albertprep.pipelines import runners
+from conftest import BOOKS, WIKI, dask_args, make_multistream, output_files, run_extract
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +44,7 @@ def test_two_worker_processes_give_identical_bytes(inputs, reference, tmp_path):
     assert summary_bytes == reference[2]
 
 
-def test_dask_cluster_gives_identical_bytes(inputs, reference, tmp_path):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        _, files, summary_bytes = _run(inputs, tmp_path, f"--runner={runners.DASK_RUNNER}",
-                                       f"--dask_client_address={cluster.scheduler_address}")
+def test_dask_cluster_gives_identical_bytes(inputs, reference, dask_cluster, tmp_path):
+    _, files, summary_bytes = _run(inputs, tmp_path, *dask_args(dask_cluster))
     assert files == reference[1]
     assert summary_bytes == reference[2]

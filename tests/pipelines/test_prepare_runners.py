@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from conftest import ALBERT_MODEL, BOOKS, WIKI, run_extract
+from conftest import ALBERT_MODEL, BOOKS, WIKI, dask_args, run_extract
 
 from albertprep import cli
 from albertprep.core.tokenizer import Tokenizer
-from albertprep.pipelines import runners
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +53,8 @@ def test_albert_compat_borrows_b_the_same_whatever_the_split_and_workers(documen
     assert runs[0] == runs[1]
 
 
-def test_dask_cluster_writes_identical_shards(documents, reference, tmp_path):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        result = _prepare(documents, tmp_path, f"--runner={runners.DASK_RUNNER}",
-                          f"--dask_client_address={cluster.scheduler_address}")
-    assert result == reference
+def test_dask_cluster_writes_identical_shards(documents, reference, dask_cluster, tmp_path):
+    assert _prepare(documents, tmp_path, *dask_args(dask_cluster)) == reference
 
 
 def test_trained_vocabulary_is_albert_shaped_and_reproducible(documents, tmp_path):
