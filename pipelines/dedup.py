@@ -258,7 +258,7 @@ def _groups(items: Iterator[tuple[int, bytes]], least: int = 2) -> Iterator[tupl
 # --- pass 1: match ------------------------------------------------------------
 
 
-class Fingerprint(beam.DoFn):
+class Fingerprint(runners.StageFn):
     """A range's documents → exact and band records, as sorted runs per bucket."""
 
     def __init__(self, config: DedupConfig, work_dir: str, buckets: int):
@@ -345,7 +345,7 @@ def match_group(group: list[bytes], config: DedupConfig) -> Iterator[tuple[str, 
         earlier.append((ident, sketch))
 
 
-class MatchBucket(beam.DoFn):
+class MatchBucket(runners.StageFn):
     """One bucket's runs → the verified pairs of its candidate groups, in a file."""
 
     def __init__(self, config: DedupConfig, work_dir: str):
@@ -365,7 +365,7 @@ class MatchBucket(beam.DoFn):
         yield 0, {"path": path, "counts": dict(counts)}
 
 
-class Cluster(beam.DoFn):
+class Cluster(runners.StageFn):
     """Every verified pair → clusters → duplicates.jsonl, sorted by id."""
 
     def __init__(self, output_dir: str, work_dir: str):
@@ -455,7 +455,7 @@ class RemovedIds:
 # --- pass 2: boilerplate ------------------------------------------------------
 
 
-class CountParagraphs(beam.DoFn):
+class CountParagraphs(runners.StageFn):
     def __init__(self, config: DedupConfig, output_dir: str, work_dir: str, buckets: int):
         self._config = config
         self._output_dir = output_dir
@@ -463,6 +463,7 @@ class CountParagraphs(beam.DoFn):
         self._buckets = buckets
 
     def setup(self) -> None:
+        super().setup()
         self._removed = RemovedIds(self._output_dir)
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
@@ -480,7 +481,7 @@ class CountParagraphs(beam.DoFn):
             yield 0, None  # a marker: the boilerplate table is written even when nothing was counted
 
 
-class FindBoilerplate(beam.DoFn):
+class FindBoilerplate(runners.StageFn):
     def __init__(self, min_documents: int):
         self._min_documents = min_documents
 
@@ -491,7 +492,7 @@ class FindBoilerplate(beam.DoFn):
         yield 0, found
 
 
-class WriteBoilerplate(beam.DoFn):
+class WriteBoilerplate(runners.StageFn):
     def __init__(self, work_dir: str):
         self._work_dir = work_dir
 
@@ -620,7 +621,7 @@ def _kept(document: Document, keep: list[bool]) -> Document:
     return dataclasses.replace(document, sentences=sentences, sections=sections, paragraphs=tuple(paragraphs))
 
 
-class WriteRange(beam.DoFn):
+class WriteRange(runners.StageFn):
     def __init__(self, config: DedupConfig, output_dir: str, work_dir: str, range_count: int,
                  exclude_count: int, shown_root: tuple[str, str] | None = None):
         self._config = config
@@ -636,6 +637,7 @@ class WriteRange(beam.DoFn):
         return path
 
     def setup(self) -> None:
+        super().setup()
         self._removed = RemovedIds(self._output_dir)
         self._boilerplate = np.zeros(0, dtype=np.uint64)
         if self._config.boilerplate:
@@ -726,7 +728,7 @@ class WriteRange(beam.DoFn):
         return document if all(keep) else _kept(document, keep)
 
 
-class WriteSummary(beam.DoFn):
+class WriteSummary(runners.StageFn):
     def __init__(self, output_dir: str, work_dir: str, upstream: dict, config: DedupConfig):
         self._output_dir = output_dir
         self._work_dir = work_dir

@@ -44,7 +44,7 @@ def output_names(task_index: int, task_count: int) -> dict[str, str]:
     return {"jsonl": f"{stem}.jsonl", "text": f"{stem}.txt"}
 
 
-class ExtractTask(beam.DoFn):
+class ExtractTask(runners.StageFn):
     """Reads one task and writes its documents in both output formats."""
 
     def __init__(self, output_dir: str, task_count: int):
@@ -184,7 +184,7 @@ def summarize(task_reports: list[dict], inputs: list[dict]) -> dict:
     }
 
 
-class WriteSummary(beam.DoFn):
+class WriteSummary(runners.StageFn):
     def __init__(self, output_dir: str, inputs: list[dict]):
         self._output_dir = output_dir
         self._inputs = inputs

@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from albertprep.core import atomic, malloc, records
+from albertprep.core import atomic, records
 from albertprep.core.documents import Document
 from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
@@ -180,7 +180,7 @@ class VocabConfig:
                 "seed": self.seed, "threads": self.threads}
 
 
-class SampleSentences(beam.DoFn):
+class SampleSentences(runners.StageFn):
     """Keeps each sentence with a probability, decided by a stable hash."""
 
     def __init__(self, config: VocabConfig, rate: float):
@@ -198,7 +198,7 @@ class SampleSentences(beam.DoFn):
                         yield 0, (priority, normalize(sentence, self._config.do_lower_case))
 
 
-class TrainSentencePiece(beam.DoFn):
+class TrainSentencePiece(runners.StageFn):
     """Trains the model once, on one worker, from the sorted sample."""
 
     def __init__(self, config: VocabConfig, output_dir: str):
@@ -312,7 +312,7 @@ def b_pool_thresholds(config: PrepareConfig, documents: int) -> dict[str, float]
     return {split: min(1.0, B_POOL_DOCUMENTS / max(1.0, n)) * 2.0**64 for split, n in expected.items()}
 
 
-class SelectPoolDocuments(beam.DoFn):
+class SelectPoolDocuments(runners.StageFn):
     """The documents of a range that the stable hash of their id puts in the pool."""
 
     def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, thresholds: dict[str, float]):
@@ -322,6 +322,7 @@ class SelectPoolDocuments(beam.DoFn):
         self._thresholds = thresholds
 
     def setup(self) -> None:
+        super().setup()
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, True)
 
     def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple]]:
@@ -337,7 +338,7 @@ class SelectPoolDocuments(beam.DoFn):
                     yield 0, (SPLITS.index(split), priority, document.id, pooled)
 
 
-class WritePool(beam.DoFn):
+class WritePool(runners.StageFn):
     def __init__(self, path: str):
         self._path = path
 
@@ -364,7 +365,7 @@ def build_b_pool(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: To
     )
 
 
-class MakeInstances(beam.DoFn):
+class MakeInstances(runners.StageFn):
     """Documents of one range → masked, encoded instances keyed by shard."""
 
     def __init__(self, model_path: str, do_lower_case: bool, config: PrepareConfig, train_shards: int,
@@ -380,7 +381,7 @@ class MakeInstances(beam.DoFn):
         self._instances = Metrics.counter("albertprep.prepare", "instances")
 
     def setup(self) -> None:
-        malloc.keep_large_blocks()  # masking's batch arrays: see albertprep/core/malloc.py
+        super().setup()  # the allocator: masking's batch arrays (albertprep/core/malloc.py)
         compat = self._config.instances.albert_compat
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, compat)
         self._vocab = self._tokenizer.masking_vocab()
@@ -477,7 +478,7 @@ def _merged_runs(paths: list[str]) -> Iterator[tuple[int, bytes]]:
         yield from runs.merged_files(files)
 
 
-class WriteShard(beam.DoFn):
+class WriteShard(runners.StageFn):
     """Writes one shard as the merge of its sorted runs, then deletes them."""
 
     def __init__(self, output_dir: str, shard_counts: dict[str, int]):
@@ -563,7 +564,7 @@ def describe(stats: dict) -> dict:
     }
 
 
-class WriteManifest(beam.DoFn):
+class WriteManifest(runners.StageFn):
     """Fills in empty shards, writes manifest.json, then the COMPLETED marker."""
 
     def __init__(self, output_dir: str, shard_counts: dict[str, int], manifest_base: Manifest):

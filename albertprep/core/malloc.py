@@ -1,4 +1,5 @@
-"""One process-wide setting of the C allocator, for the instance stage's workers.
+"""One process-wide setting of the C allocator, for every stage's workers
+(`runners.StageFn`).
 
 glibc's malloc gives every block over its mmap threshold (128 kB at first,
 raised as blocks are freed, up to 32 MB) pages of its own from mmap and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
@@ -22,6 +24,7 @@ _MMAP_THRESHOLD = 256 << 20  # blocks up to this size come from the heap...
 _TRIM_THRESHOLD = 512 << 20  # ...and this much free heap is kept before any goes back
 
 
+@functools.cache
 def keep_large_blocks() -> bool:
     """Serve blocks up to 256 MB from the heap and keep freed ones, where the
     C library is glibc; elsewhere nothing changes. True when set."""
