@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from albertprep.core import atomic, records
+from albertprep.core import atomic, malloc, records
 from albertprep.core.documents import Document
 from albertprep.core.layout import COMPLETED, MANIFEST, RUNS, SPLITS, SPM_MODEL, sha256_file
 from albertprep.core.manifest import Manifest, ShardEntry, SplitEntry
@@ -381,7 +381,8 @@ class MakeInstances(runners.StageFn):
         self._instances = Metrics.counter("albertprep.prepare", "instances")
 
     def setup(self) -> None:
-        super().setup()  # the allocator: masking's batch arrays (albertprep/core/malloc.py)
+        super().setup()
+        malloc.keep_large_blocks()  # masking's batch arrays: see albertprep/core/malloc.py
         compat = self._config.instances.albert_compat
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, compat)
         self._vocab = self._tokenizer.masking_vocab()

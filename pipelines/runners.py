@@ -107,15 +107,18 @@ def unknown_options(beam_args: list[str]) -> list[str]:
 
 
 class StageFn(beam.DoFn):
-    """The base of every stage's DoFns: each worker process sets the C
-    allocator once, whatever runner started it (albertprep/core/malloc.py).
+    """The base of every stage's DoFns. A worker whose environment fixes
+    glibc's trim threshold gets the allocator setting of albertprep/core/malloc.py:
     Dask's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which
-    turns glibc's adaptive mmap threshold off: every NumPy array over 128 kB
-    was mapped, faulted in and unmapped again, and the same NumPy loop ran
-    at half its speed in a Dask worker (1.4 M page faults against 1 k)."""
+    turns glibc's adaptive mmap threshold off, so every NumPy array over
+    128 kB was mapped, faulted in and unmapped again; the same NumPy loop ran
+    at half its speed in a Dask worker (1.4 M page faults against 1 k).
+    Elsewhere glibc's own adaptive threshold is left as it is (the instance
+    stage sets the allocator itself, for its batch arrays)."""
 
     def setup(self) -> None:
-        malloc.keep_large_blocks()
+        if "MALLOC_TRIM_THRESHOLD_" in os.environ:
+            malloc.keep_large_blocks()
 
 
 class Distribute(beam.PTransform):
