@@ -23,6 +23,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from albertprep.core import malloc
+from albertprep.core.errors import UserError
 from albertprep.pipelines import warm
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -81,9 +82,20 @@ def dask_partitions(beam_args: list[str], parallel_tasks: int) -> int:
     if address:
         import distributed
 
-        with distributed.Client(address, set_as_default=False) as client:
-            threads = max(1, sum(client.nthreads().values()))
+        try:
+            with distributed.Client(address, set_as_default=False, timeout=_DASK_CONNECT_SECONDS) as client:
+                threads = max(1, sum(client.nthreads().values()))
+        except (OSError, TimeoutError) as error:
+            raise DaskUnreachable(f"--dask_client_address {address}: no Dask scheduler answered within "
+                                  f"{_DASK_CONNECT_SECONDS:.0f} s ({type(error).__name__})") from error
     return max(1, min(parallel_tasks, PARTITIONS_PER_THREAD * threads))
+
+
+_DASK_CONNECT_SECONDS = 20.0
+
+
+class DaskUnreachable(UserError):
+    """--dask_client_address names no scheduler that answers."""
 
 
 def unknown_options(beam_args: list[str]) -> list[str]:

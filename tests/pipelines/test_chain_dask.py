@@ -67,3 +67,12 @@ def test_a_dask_job_gets_a_few_partitions_per_worker_thread(dask_cluster):
     args = dask_args(dask_cluster)
     assert runners.dask_partitions(args, 64) == 2 * runners.PARTITIONS_PER_THREAD
     assert runners.dask_partitions(args, 3) == 3
+
+
+def test_an_address_where_no_scheduler_answers_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runners, "_DASK_CONNECT_SECONDS", 2.0)
+    code = cli.main(["extract", str(BOOKS / "blake-poems.txt"), "--output", str(tmp_path / "out"),
+                     f"--runner={runners.DASK_RUNNER}", "--dask_client_address=tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dask_client_address tcp://127.0.0.1:9: no Dask scheduler answered" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
