@@ -40,6 +40,8 @@ from _corpus import renamed, sample_articles
 from _process import measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
 def build_dump(corpora: pathlib.Path, path: pathlib.Path, megabytes: float,
                rewrite: Callable[[bytes, int, int], bytes] | None = None) -> tuple[int, int]:
     """A plain .xml.bz2 of at least `megabytes` MB of XML; (pages, XML bytes).

@@ -112,6 +112,12 @@ def range_bytes(read_range: ReadRange) -> int:
     return read_range.end - read_range.start
 
 
+def largest_first(ranges: list[ReadRange]) -> list[ReadRange]:
+    """The ranges heaviest first (ties by index): the order the local runner
+    balances its workers by (`runners.Distribute`)."""
+    return sorted(ranges, key=lambda r: (-range_bytes(r), r.index))
+
+
 def shard_name(split: str, shard: int, count: int) -> str:
     return f"{split}-{shard:05d}-of-{count:05d}.array_record"
 
@@ -609,10 +615,9 @@ def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer:
                     config: PrepareConfig, train_shards: int, output_dir: str,
                     manifest_base: Manifest) -> None:
     shard_counts = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
-    largest_first = sorted(ranges, key=lambda r: (-(r.end - r.start), r.index))
     made = (
         pipeline
-        | "Ranges" >> runners.Distribute(largest_first, range_bytes)
+        | "Ranges" >> runners.Distribute(largest_first(ranges), range_bytes)
         | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
                                                       tokenizer.do_lower_case, config, train_shards,
                                                       FileSystems.join(output_dir, RUNS)))

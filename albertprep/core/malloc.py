@@ -1,5 +1,6 @@
-"""One process-wide setting of the C allocator, for every stage's workers
-(`runners.StageFn`).
+"""One process-wide setting of the C allocator: for the instance stage's
+workers, and for any stage's worker whose environment fixes glibc's trim
+threshold, as Dask's nanny does (`runners.StageFn`).
 
 glibc's malloc gives every block over its mmap threshold (128 kB at first,
 raised as blocks are freed, up to 32 MB) pages of its own from mmap and
