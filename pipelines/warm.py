@@ -43,6 +43,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -77,8 +78,12 @@ class Pool:
         listener.close()  # the zygote holds it now
 
     def command(self) -> str:
-        """The worker command line for Beam's SubprocessSDKEnvironment."""
-        return f"{sys.executable} -m albertprep.pipelines.warm attach {self.address}"
+        """The worker command line for Beam's SubprocessSDKEnvironment (a
+        shell line: Beam starts it with `shell=True`). The client ignores
+        SIGINT from its first instruction on: `trap` sets it ignored and
+        `exec` keeps it so."""
+        client = f"{shlex.quote(sys.executable)} -m albertprep.pipelines.warm attach {shlex.quote(self.address)}"
+        return f"trap '' INT; exec {client}"
 
     def close(self) -> None:
         """Ends the zygote once its workers have ended; it removes the socket."""
@@ -232,22 +237,30 @@ def _work(connection: socket.socket, sdk_worker_main) -> None:
 
 
 def _attach(address: str) -> int:
+    # SIGINT is ignored from before this interpreter started (`Pool.command`):
+    # a Ctrl-C that lands while Python is still importing `site` would
+    # otherwise end it with "Fatal Python error" on the command's stderr.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.connect(address)
-    request = {"cwd": os.getcwd(), "environ": dict(os.environ)}
-    connection.sendall(json.dumps(request).encode() + b"\n")
-    connection.settimeout(_ACCEPT_SECONDS)
     try:
+        connection.connect(address)
+        request = {"cwd": os.getcwd(), "environ": dict(os.environ)}
+        connection.sendall(json.dumps(request).encode() + b"\n")
+        connection.settimeout(_ACCEPT_SECONDS)
         taken = connection.recv(1)
+        connection.settimeout(None)
+        code = connection.recv(1) if taken == _TAKEN else b""
     except TimeoutError:
-        taken = b""
-    if taken != _TAKEN:
         print(f"albertprep worker: no warm worker process took this worker within {_ACCEPT_SECONDS:.0f} s",
               file=sys.stderr)
         return 1
-    connection.settimeout(None)
-    code = connection.recv(1)
+    except ConnectionRefusedError:  # the socket is there but no zygote listens: it died
+        print(f"albertprep worker: the warm worker processes at {address} are gone", file=sys.stderr)
+        return 1
+    except OSError:  # the pool was closed or aborted (Ctrl-C) as this worker started
+        return 1
+    # No byte: the worker or the pool ended before the worker's result was
+    # sent; the runner reports the failed worker, or has itself gone (Ctrl-C).
     return code[0] if code else 1
 
 

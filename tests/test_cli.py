@@ -97,13 +97,14 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(tmp_path, workers):
     pools = set(pathlib.Path(tempfile.gettempdir()).glob("albertprep-workers-*"))
     process = subprocess.Popen(
         [sys.executable, "-m", "albertprep", "prepare", str(BOOKS / "austen-emma.txt"), "--output", str(output),
-         "--spm-model", str(ALBERT_MODEL), "--dupe-factor", "20", "--workers", str(workers)],
+         "--spm-model", str(ALBERT_MODEL), "--dupe-factor", "200", "--workers", str(workers)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (tmp_path.iterdir() and any(p.name.startswith(".prepared") for p in tmp_path.iterdir())):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.1)
-    time.sleep(1.0)  # into the job
+    time.sleep(1.0)  # into the job (at dupe 200 it runs for many seconds more)
+    assert process.poll() is None, "the job ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     ours = [line for line in stderr.splitlines() if " INFO " not in line]
