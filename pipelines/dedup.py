@@ -226,10 +226,10 @@ class _Segment:
         file.seek(offset)
         self._file, self._left = file, size
 
-    def read(self, size: int) -> bytes:
-        data = self._file.read(min(size, self._left)) if self._left > 0 else b""
-        self._left -= len(data)
-        return data
+    def readinto(self, buffer: memoryview) -> int:
+        read = self._file.readinto(buffer[:min(len(buffer), self._left)]) if self._left > 0 else 0
+        self._left -= read
+        return read
 
 
 @contextlib.contextmanager

@@ -52,25 +52,39 @@ def read_block_bytes(runs: int) -> int:
 
 
 def read_run(file: BinaryIO, block_bytes: int = _READ_BYTES) -> Iterator[tuple[int, bytes]]:
-    """The (key, record) items of one run, read a block at a time."""
-    buffer = b""
-    offset = 0
+    """The (key, record) items of one run, read a block at a time into one
+    buffer the reader keeps (grown only for a record longer than a block):
+    a merge of hundreds of runs refills one of them every few records, and a
+    new bytes object each time left the heap of a long-lived worker
+    fragmented (peak RSS grew with the runs a shard has, so with the corpus)."""
+    buffer = bytearray(max(block_bytes, _ITEM.size))
+    view = memoryview(buffer)
+    offset = end = 0
     unpack = _ITEM.unpack_from
     header = _ITEM.size
     while True:
-        block = file.read(block_bytes)
-        if block:
-            buffer = buffer[offset:] + block
+        if offset:  # the partial item left over goes to the front
+            view[:end - offset] = view[offset:end]
+            end -= offset
             offset = 0
-        end = len(buffer)
+        if end == len(buffer):  # one item longer than the buffer: grow it
+            view.release()
+            buffer.extend(bytes(len(buffer)))
+            view = memoryview(buffer)
+        read = file.readinto(view[end:])
+        end += read or 0
         while offset + header <= end:
             key, size = unpack(buffer, offset)
             if offset + header + size > end:
+                if header + size > len(buffer):  # make room for it whole
+                    view.release()
+                    buffer.extend(bytes(header + size - len(buffer)))
+                    view = memoryview(buffer)
                 break
             start = offset + header
-            yield key, buffer[start:start + size]
+            yield key, bytes(view[start:start + size])
             offset = start + size
-        if not block:
+        if not read:
             if offset != end:
                 raise ValueError(f"run file ends inside a record ({end - offset} bytes left)")
             return

@@ -162,6 +162,8 @@ def _exit_when_closed(read, code: int, before=None) -> None:
 
 
 def _serve(listener_fd: int, directory: str) -> int:
+    from albertprep.core import malloc  # no Beam; before any thread allocates
+    malloc.one_arena()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Workers are waited for, never left to SIGCHLD's auto-reaping: waiting is
     # what adds a child's CPU time to its parent's children's, and so to the

@@ -21,6 +21,7 @@ import functools
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _MMAP_THRESHOLD = 256 << 20  # blocks up to this size come from the heap...
 _TRIM_THRESHOLD = 512 << 20  # ...and this much free heap is kept before any goes back
 
@@ -35,3 +36,23 @@ def keep_large_blocks() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): their defaults stay
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+
+
+def one_arena() -> bool:
+    """Have every thread of this process allocate from one malloc arena,
+    where the C library is glibc (elsewhere nothing changes); True when set.
+    Only threads that have not allocated yet are affected, so a process
+    calls it first (warm.py's zygote, whose forked workers inherit it).
+
+    glibc gives each new thread that meets contention an arena of its own,
+    up to 8 a core, and memory freed in one arena serves only the threads
+    of that one. Beam's harness runs bundles on a pool of threads, so a
+    worker that made instances on one thread and merged shards on another
+    kept both high-water marks: at 2 GB, prepare's workers peaked at 276 MB
+    against 243 MB with one arena, at the same CPU time. The workers' Python
+    code holds the GIL, so one arena costs them no contention to speak of."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        return bool(libc.mallopt(_M_ARENA_MAX, 1))
+    except (OSError, AttributeError):
+        return False
