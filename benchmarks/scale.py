@@ -302,8 +302,17 @@ class Cluster:
     def __enter__(self) -> Cluster:
         import distributed
 
-        self._cluster = distributed.LocalCluster(n_workers=CORES, threads_per_worker=1, processes=True,
-                                                 host="127.0.0.1", dashboard_address=None)
+        import dask
+
+        # One malloc arena a worker, as the local runner's workers set for
+        # themselves (albertprep/core/malloc.py). glibc reads it when the
+        # process starts, so it must be in the environment the nanny spawns
+        # the worker with: pre-spawn-environ, not LocalCluster(env=...), which
+        # is set once the worker runs. The README's worker sizing says the same
+        # for any cluster.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": "1"}):
+            self._cluster = distributed.LocalCluster(n_workers=CORES, threads_per_worker=1, processes=True,
+                                                     host="127.0.0.1", dashboard_address=None)
         self._client = distributed.Client(self._cluster)
         self.address = self._cluster.scheduler_address
         self.workers = tuple(self._client.run(os.getpid).values())

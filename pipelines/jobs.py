@@ -271,9 +271,10 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
         pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
         prepare.build_b_pool(pipeline, ranges, tokenizer, config, sum(s["documents"] for s in summaries), staging)
         _run(pipeline)
-    pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(ranges))
-    prepare.build_instances(pipeline, ranges, tokenizer, config, train_shards, staging, manifest_base)
-    done = [(f"{layout.RUNS}/{prepare.range_done_name(r)}", r.end - r.start) for r in ranges]  # its runs written
+    tasks = prepare.plan_tasks(ranges, config.split_bytes)
+    pipeline = runners.make_pipeline(list(runner.beam_args), runner.workers, parallel_tasks=len(tasks))
+    prepare.build_instances(pipeline, tasks, tokenizer, config, train_shards, staging, manifest_base)
+    done = [(f"{layout.RUNS}/{prepare.range_done_name(r)}", r.end - r.start) for r in ranges]  # its instances made
     with _progress("prepare", staging, done, runner):
         _run(pipeline)
 

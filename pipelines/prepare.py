@@ -118,6 +118,35 @@ def largest_first(ranges: list[ReadRange]) -> list[ReadRange]:
     return sorted(ranges, key=lambda r: (-range_bytes(r), r.index))
 
 
+def plan_tasks(ranges: list[ReadRange], split_bytes: int = 0) -> list[tuple[ReadRange, ...]]:
+    """The instance stage's tasks: consecutive ranges joined until the next
+    would take a task over `split_bytes` (plan_ranges' rule when 0), so a
+    task reads about as much as a range of one big file does.
+
+    A task writes one run per shard each time its buffer fills and once
+    when it ends, and a shard is the merge of all its runs: a range per
+    task made a run per shard of every small documents file, such as
+    extract's one file a book. At 2 GB (1,035 books, 1,102 ranges, 57
+    shards) that was 63 k run files, a merge of 1,100 a shard, and worker
+    peaks that grew with the number of books; a BookCorpus-sized set would
+    have been millions. Any grouping gives the same shards (runs.py)."""
+    split_bytes = split_bytes or textformats.auto_split(sum(map(range_bytes, ranges)))
+    tasks: list[list[ReadRange]] = []
+    size = 0
+    for read_range in ranges:
+        if not tasks or size + range_bytes(read_range) > split_bytes:
+            tasks.append([])
+            size = 0
+        tasks[-1].append(read_range)
+        size += range_bytes(read_range)
+    return [tuple(task) for task in tasks]
+
+
+def task_bytes(task: tuple[ReadRange, ...]) -> int:
+    """A task's weight, for spreading the work (`runners.Distribute`)."""
+    return sum(map(range_bytes, task))
+
+
 def shard_name(split: str, shard: int, count: int) -> str:
     return f"{split}-{shard:05d}-of-{count:05d}.array_record"
 
@@ -398,26 +427,36 @@ class MakeInstances(runners.StageFn):
             with FileSystems.open(FileSystems.join(self._runs_dir, B_POOL_FILE)) as f:
                 self._pools = {split: BPool(pooled) for split, pooled in pickle.loads(f.read()).items()}
 
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple]:
-        for read_range in keyed[1]:
-            yield from self._process_range(read_range)
+    def process(self, keyed: tuple[int, list[tuple[ReadRange, ...]]]) -> Iterator[tuple]:
+        for task in keyed[1]:
+            yield from self._process_task(task)
 
-    def _process_range(self, read_range: ReadRange) -> Iterator[tuple]:
+    def _process_task(self, task: tuple[ReadRange, ...]) -> Iterator[tuple]:
+        """The ranges of one task (plan_tasks) through one run buffer; its
+        runs are named by the task's first range."""
+        written: list[tuple[tuple[int, int], str]] = []
+
+        def write_run(shard: tuple[int, int], part: int, items: list[tuple[int, bytes]]) -> None:
+            path = run_path(self._runs_dir, shard, task[0].index, part)
+            with atomic.created(path) as f:
+                runs.write_run(f, items)
+            written.append((shard, path))
+
+        buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
+        for read_range in task:
+            yield self._process_range(read_range, buffer)
+        buffer.flush()
+        for shard, path in written:
+            yield "run", shard, path
+
+    def _process_range(self, read_range: ReadRange, buffer: runs.RunBuffer) -> tuple:
+        """One range's instances into `buffer`; its ("stats", ...) item."""
         config = self._config
         stats = {split: InstanceStats() for split in SPLITS}
         documents = {"read": 0, "used": 0, "no_instances": 0, "train": 0, "eval": 0}
         started = last_report = time.monotonic()
         source = ((d, "eval" if is_eval(config, d.id) else "train", _tokenized(self._tokenizer, d))
                   for d in _documents(read_range))
-        written: list[tuple[tuple[int, int], str]] = []
-
-        def write_run(shard: tuple[int, int], part: int, items: list[tuple[int, bytes]]) -> None:
-            path = run_path(self._runs_dir, shard, read_range.index, part)
-            with atomic.created(path) as f:
-                runs.write_run(f, items)
-            written.append((shard, path))
-
-        buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
         batches = {split: InstanceBatch(config.instances) for split in SPLITS}
         # per split, each pass's (stable hash, instances) since the last build: the instances' keys
         passes: dict[str, tuple[list[int], list[int]]] = {split: ([], []) for split in SPLITS}
@@ -459,12 +498,9 @@ class MakeInstances(runners.StageFn):
                           read_range.index, documents["read"], total, total / elapsed, elapsed)
         for split in SPLITS:
             build(split)
-        buffer.flush()
         with FileSystems.create(FileSystems.join(self._runs_dir, range_done_name(read_range))) as f:
-            f.write(b"")  # the job's progress counts the ranges done
-        for shard, path in written:
-            yield "run", shard, path
-        yield "stats", read_range.index, {"documents": documents} | {s: _stats_to_json(stats[s]) for s in SPLITS}
+            f.write(b"")  # the job's progress counts the ranges done (their runs are written when the task ends)
+        return "stats", read_range.index, {"documents": documents} | {s: _stats_to_json(stats[s]) for s in SPLITS}
 
 
 def range_done_name(read_range: ReadRange) -> str:
@@ -472,11 +508,12 @@ def range_done_name(read_range: ReadRange) -> str:
     return f"done/{read_range.index:05d}"
 
 
-def run_path(runs_dir: str, shard: tuple[int, int], range_index: int, part: int) -> str:
-    """One name per (shard, task, flush): a retried task rewrites its own runs."""
+def run_path(runs_dir: str, shard: tuple[int, int], task_index: int, part: int) -> str:
+    """One name per (shard, task, flush): a retried task rewrites its own runs.
+    A task is named by its first range's index."""
     split_index, shard_index = shard
     return FileSystems.join(runs_dir, f"{SPLITS[split_index]}-{shard_index:05d}",
-                            f"{range_index:05d}-{part:05d}.run")
+                            f"{task_index:05d}-{part:05d}.run")
 
 
 def _merged_runs(paths: list[str]) -> Iterator[tuple[int, bytes]]:
@@ -611,13 +648,15 @@ class WriteManifest(runners.StageFn):
         yield manifest
 
 
-def build_instances(pipeline: beam.Pipeline, ranges: list[ReadRange], tokenizer: Tokenizer,
+def build_instances(pipeline: beam.Pipeline, tasks: list[tuple[ReadRange, ...]], tokenizer: Tokenizer,
                     config: PrepareConfig, train_shards: int, output_dir: str,
                     manifest_base: Manifest) -> None:
+    """`tasks` from plan_tasks."""
     shard_counts = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
+    heaviest_first = sorted(tasks, key=lambda task: (-task_bytes(task), task[0].index))
     made = (
         pipeline
-        | "Ranges" >> runners.Distribute(largest_first(ranges), range_bytes)
+        | "Tasks" >> runners.Distribute(heaviest_first, task_bytes)
         | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
                                                       tokenizer.do_lower_case, config, train_shards,
                                                       FileSystems.join(output_dir, RUNS)))

@@ -7,6 +7,7 @@ from conftest import ALBERT_MODEL, BOOKS, WIKI, dask_args, run_extract
 
 from albertprep import cli
 from albertprep.core.tokenizer import Tokenizer
+from albertprep.pipelines import prepare
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,20 @@ def test_reference_has_both_splits(reference):
 
 def test_two_worker_processes_write_identical_shards(documents, reference, tmp_path):
     assert _prepare(documents, tmp_path, "--workers", "2") == reference
+
+
+def test_small_documents_files_share_a_task_and_the_shards_stay_the_same(documents, reference, tmp_path):
+    """A task joins consecutive ranges up to the split, so the many small
+    files of a book set do not each write a run per shard."""
+    files = [(str(p), p.stat().st_size) for p in sorted(documents.glob("documents-*.jsonl"))]
+    ranges = prepare.plan_ranges(files, 200_000)
+    tasks = prepare.plan_tasks(ranges, 200_000)
+    assert [r for task in tasks for r in task] == ranges  # each range once, in order
+    assert len(tasks) < len(ranges)
+    assert all(len(task) == 1 or prepare.task_bytes(task) <= 200_000 for task in tasks)
+    one_task = prepare.plan_tasks(ranges, 64 << 20)
+    assert len(one_task) == 1
+    assert _prepare(documents, tmp_path, "--split-mb", "64") == reference  # one task: the same shards
 
 
 def test_albert_compat_borrows_b_the_same_whatever_the_split_and_workers(documents, tmp_path):
