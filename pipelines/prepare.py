@@ -434,20 +434,22 @@ class MakeInstances(runners.StageFn):
     def _process_task(self, task: tuple[ReadRange, ...]) -> Iterator[tuple]:
         """The ranges of one task (plan_tasks) through one run buffer; its
         runs are named by the task's first range."""
-        written: list[tuple[tuple[int, int], str]] = []
+        written: dict[tuple[int, int], list[int]] = {}  # shard: its runs' parts
 
         def write_run(shard: tuple[int, int], part: int, items: list[tuple[int, bytes]]) -> None:
-            path = run_path(self._runs_dir, shard, task[0].index, part)
-            with atomic.created(path) as f:
+            with atomic.created(run_path(self._runs_dir, shard, task[0].index, part)) as f:
                 runs.write_run(f, items)
-            written.append((shard, path))
+            written.setdefault(shard, []).append(part)
 
         buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, write_run)
         for read_range in task:
             yield self._process_range(read_range, buffer)
         buffer.flush()
-        for shard, path in written:
-            yield "run", shard, path
+        # One element a shard, naming the task and its parts, not one a run
+        # file: a task flushes dozens of times, and the runner (the DaskRunner
+        # in worker memory) holds every element until the shards are grouped.
+        for shard in sorted(written):
+            yield "runs", shard, (task[0].index, tuple(written[shard]))
 
     def _process_range(self, read_range: ReadRange, buffer: runs.RunBuffer) -> tuple:
         """One range's instances into `buffer`; its ("stats", ...) item."""
@@ -529,12 +531,16 @@ class WriteShard(runners.StageFn):
         self._output_dir = output_dir
         self._shard_counts = shard_counts
 
-    def process(self, keyed: tuple[tuple[int, int], list[str]]) -> Iterator[tuple]:
-        (split_index, shard), paths = keyed
+    def process(self, keyed: tuple[tuple[int, int], list[tuple[int, tuple[int, ...]]]]) -> Iterator[tuple]:
+        """`keyed`: the shard, and each task's (index, parts) that wrote runs to it."""
+        (split_index, shard), tasks = keyed
         split = SPLITS[split_index]
         name = shard_name(split, shard, self._shard_counts[split])
-        written = write_shard(self._output_dir, name, _merged_runs(list(paths)))
-        FileSystems.delete(sorted(set(paths)))
+        runs_dir = FileSystems.join(self._output_dir, RUNS)
+        paths = sorted({run_path(runs_dir, (split_index, shard), task, part)
+                        for task, parts in tasks for part in parts})  # a set: a retried task may be sent twice
+        written = write_shard(self._output_dir, name, _merged_runs(paths))
+        FileSystems.delete(paths)
         yield "shard", split, written
 
 
@@ -663,7 +669,7 @@ def build_instances(pipeline: beam.Pipeline, tasks: list[tuple[ReadRange, ...]],
     )
     shards = (
         made
-        | "Runs" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "run" else [])
+        | "Runs" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "runs" else [])
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(output_dir, shard_counts))
     )

@@ -129,18 +129,18 @@ def test_empty_shards_exist(tmp_path):
 
 def test_a_shard_is_the_merge_of_its_runs_sorted_by_key(tmp_path):
     keys = np.random.default_rng(0).permutation(50).tolist()
-    paths = []
-    for part, chunk in enumerate((keys[:20], keys[20:45], keys[45:])):  # three tasks' runs
-        paths.append(prepare.run_path(str(tmp_path / "runs"), (0, 0), part, 0))
-        with atomic.created(paths[-1]) as f:
+    written = ((0, 0, keys[:20]), (0, 1, keys[20:45]), (7, 0, keys[45:]))  # task 0's two flushes, task 7's one
+    for task, part, chunk in written:
+        with atomic.created(prepare.run_path(str(tmp_path / layout.RUNS), (0, 0), task, part)) as f:
             runs.write_run(f, sorted((key, f"record {key}".encode()) for key in chunk))
-    (kind, split, info), = prepare.WriteShard(str(tmp_path), {"train": 1, "eval": 0}).process(((0, 0), paths))
+    tasks = [(0, (0, 1)), (7, (0,))]
+    (kind, split, info), = prepare.WriteShard(str(tmp_path), {"train": 1, "eval": 0}).process(((0, 0), tasks))
     assert (kind, split, info["records"]) == ("shard", "train", 50)
     stored = ArrayRecordReader(str(tmp_path / info["file"])).read_all()
     assert stored == [f"record {key}".encode() for key in range(50)]
     assert info["sha256"] == hashlib.sha256((tmp_path / info["file"]).read_bytes()).hexdigest()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
-    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # the runs are gone
+    assert not [p for p in (tmp_path / layout.RUNS).rglob("*") if p.is_file()]  # the runs are gone
 
 
 def test_albert_compat_borrows_b_and_stays_reproducible(tmp_path):
