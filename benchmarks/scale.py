@@ -300,9 +300,8 @@ class Cluster:
     """A dask.distributed LocalCluster of 2 worker processes on 127.0.0.1."""
 
     def __enter__(self) -> Cluster:
-        import distributed
-
         import dask
+        import distributed
 
         # One malloc arena a worker, as the local runner's workers set for
         # themselves (albertprep/core/malloc.py). glibc reads it when the
