@@ -53,7 +53,7 @@ from albertprep.core.documents import Document, Outcome, Section, Skip
 from albertprep.core.errors import UserError
 from albertprep.core.options import setting
 from albertprep.pipelines import extract, fingerprints, runners, runs, textformats
-from albertprep.pipelines.prepare import ReadRange, largest_first, range_bytes
+from albertprep.pipelines.prepare import ReadRange, range_bytes
 
 _LOG = logging.getLogger(__name__)
 BUCKETS = 64  # of the match pass, at most (bucket_count)
@@ -410,7 +410,7 @@ def build_match(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupC
                 work_dir: str) -> None:
     (
         pipeline
-        | "Ranges" >> runners.Distribute(largest_first(ranges), range_bytes)
+        | "Ranges" >> runners.Distribute(runners.heaviest_first(ranges, range_bytes), range_bytes)
         | "Fingerprint" >> beam.ParDo(Fingerprint(config, work_dir, bucket_count(ranges, BUCKETS)))
         | "GroupBuckets" >> beam.GroupByKey()
         | "Match" >> beam.ParDo(MatchBucket(config, work_dir))
@@ -503,7 +503,7 @@ def build_boilerplate(pipeline: beam.Pipeline, ranges: list[ReadRange], config: 
                       work_dir: str) -> None:
     (
         pipeline
-        | "Ranges" >> runners.Distribute(largest_first(ranges), range_bytes)
+        | "Ranges" >> runners.Distribute(runners.heaviest_first(ranges, range_bytes), range_bytes)
         | "Count" >> beam.ParDo(CountParagraphs(config, output_dir, work_dir,
                                                 bucket_count(ranges, PARAGRAPH_BUCKETS)))
         | "GroupBuckets" >> beam.GroupByKey()
@@ -749,7 +749,7 @@ def build_write(pipeline: beam.Pipeline, ranges: list[ReadRange], config: DedupC
                 work_dir: str, upstream: dict, shown_root: tuple[str, str] | None = None) -> None:
     (
         pipeline
-        | "Ranges" >> runners.Distribute(largest_first(ranges), range_bytes)
+        | "Ranges" >> runners.Distribute(runners.heaviest_first(ranges, range_bytes), range_bytes)
         | "Write" >> beam.ParDo(WriteRange(config, output_dir, work_dir, len(ranges), len(config.exclude),
                                            shown_root))
         | "Gather" >> beam.GroupByKey()

@@ -204,10 +204,9 @@ def build(pipeline: beam.Pipeline, tasks: list[sources.ReadTask], output_dir: st
     deals them to its workers round-robin in arrival order, so this balances
     their work; on Dask they are packed into partitions of equal work.
     """
-    largest_first = sorted(tasks, key=lambda t: (-t.work, t.index))
     (
         pipeline
-        | "Tasks" >> runners.Distribute(largest_first, lambda t: t.work)
+        | "Tasks" >> runners.Distribute(runners.heaviest_first(tasks, lambda t: t.work), lambda t: t.work)
         | "Extract" >> beam.ParDo(ExtractTask(output_dir, len(tasks)))
         | "KeyReports" >> beam.Map(lambda report: (0, report))
         | "GatherReports" >> beam.GroupByKey()

@@ -112,12 +112,6 @@ def range_bytes(read_range: ReadRange) -> int:
     return read_range.end - read_range.start
 
 
-def largest_first(ranges: list[ReadRange]) -> list[ReadRange]:
-    """The ranges heaviest first (ties by index): the order the local runner
-    balances its workers by (`runners.Distribute`)."""
-    return sorted(ranges, key=lambda r: (-range_bytes(r), r.index))
-
-
 def plan_tasks(ranges: list[ReadRange], split_bytes: int = 0) -> list[tuple[ReadRange, ...]]:
     """The instance stage's tasks: consecutive ranges joined until the next
     would take a task over `split_bytes` (plan_ranges' rule when 0), so a
@@ -659,10 +653,9 @@ def build_instances(pipeline: beam.Pipeline, tasks: list[tuple[ReadRange, ...]],
                     manifest_base: Manifest) -> None:
     """`tasks` from plan_tasks."""
     shard_counts = {"train": train_shards, "eval": eval_shard_count(config, train_shards)}
-    heaviest_first = sorted(tasks, key=lambda task: (-task_bytes(task), task[0].index))
     made = (
         pipeline
-        | "Tasks" >> runners.Distribute(heaviest_first, task_bytes)
+        | "Tasks" >> runners.Distribute(runners.heaviest_first(tasks, task_bytes), task_bytes)
         | "MakeInstances" >> beam.ParDo(MakeInstances(FileSystems.join(output_dir, SPM_MODEL),
                                                       tokenizer.do_lower_case, config, train_shards,
                                                       FileSystems.join(output_dir, RUNS)))

@@ -177,6 +177,13 @@ def dask_npartitions_of(options: PipelineOptions) -> int | None:
     return int(value) if value else None
 
 
+def heaviest_first(pieces: list, weight: Callable[[object], int]) -> list:
+    """`pieces` heaviest first, ties in the given order: the order the local
+    runner balances its workers by (`Distribute`), and the order bins are
+    filled in (`balanced_bins`)."""
+    return sorted(pieces, key=lambda piece: -weight(piece))  # stable: ties keep their order
+
+
 def balanced_bins(pieces: list, weight: Callable[[object], int], count: int) -> list[list]:
     """`pieces` in at most `count` bins of near-equal total weight: each
     piece, heaviest first (ties in the given order), into the lightest bin
@@ -184,7 +191,7 @@ def balanced_bins(pieces: list, weight: Callable[[object], int], count: int) -> 
     loads = [(0, b) for b in range(max(1, min(count, len(pieces))))]
     bins: list[list] = [[] for _ in loads]
     heapq.heapify(loads)
-    for _, _, piece in sorted(((-weight(p), i, p) for i, p in enumerate(pieces)), key=lambda t: t[:2]):
+    for piece in heaviest_first(pieces, weight):
         load, b = heapq.heappop(loads)
         bins[b].append(piece)
         heapq.heappush(loads, (load + weight(piece), b))

@@ -27,15 +27,22 @@ _TRIM_THRESHOLD = 512 << 20  # ...and this much free heap is kept before any goe
 
 
 @functools.cache
+def _mallopt():
+    """glibc's mallopt, or None where the C library has none (musl, macOS:
+    their defaults stay)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.cache
 def keep_large_blocks() -> bool:
     """Serve blocks up to 256 MB from the heap and keep freed ones, where the
     C library is glibc; elsewhere nothing changes. True when set."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): their defaults stay
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) \
+        and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 def one_arena() -> bool:
@@ -51,8 +58,5 @@ def one_arena() -> bool:
     kept both high-water marks: at 2 GB, prepare's workers peaked at 276 MB
     against 243 MB with one arena, at the same CPU time. The workers' Python
     code holds the GIL, so one arena costs them no contention to speak of."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        return bool(libc.mallopt(_M_ARENA_MAX, 1))
-    except (OSError, AttributeError):
-        return False
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, 1))

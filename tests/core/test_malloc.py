@@ -25,8 +25,9 @@ _PROBE = textwrap.dedent("""
 """)
 
 
-def _faults(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=120)
+def _probe(script: str, mode: str) -> int:
+    """What `script` prints, run in a fresh process with `mode` as its argument."""
+    done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return int(done.stdout)
 
@@ -38,7 +39,7 @@ def test_a_freed_large_block_is_reused_without_faulting_its_pages_again():
     system (its trim threshold follows the mmap one), so the batches fault
     in about half of their 122,880 pages again (61,272 here); with
     keep_large_blocks the heap keeps them (0 here)."""
-    default, kept = _faults("default"), _faults("set")
+    default, kept = _probe(_PROBE, "default"), _probe(_PROBE, "set")
     assert default > 20_000, default
     assert kept < default / 20, (kept, default)
 
@@ -70,16 +71,10 @@ _ARENA_PROBE = textwrap.dedent("""
 """)
 
 
-def _growth_mb(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", _ARENA_PROBE, mode], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_with_one_arena_a_second_thread_reuses_what_the_first_freed():
     """Two live threads, as in Beam's harness: the second allocates what the
     first freed. With an arena per thread the process grows by the whole
     50 MB again (50 here); with one arena it reuses the freed heap (0 here)."""
-    assert _growth_mb("default") >= 30
-    assert _growth_mb("set") <= 10
+    assert _probe(_ARENA_PROBE, "default") >= 30
+    assert _probe(_ARENA_PROBE, "set") <= 10
