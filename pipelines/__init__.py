@@ -15,4 +15,14 @@ class _ApitoolsNotice(logging.Filter):
         return not record.getMessage().startswith("apitools not found")
 
 
+class _BsonNotice(logging.Filter):
+    """Drops the warning Beam's MongoDB IO logs on import when it finds no
+    bson package: a local job's processes leave bson out on purpose
+    (warm.leave_out_beam_extras), and nothing here uses MongoDB."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Could not find a compatible bson package")
+
+
 logging.getLogger().addFilter(_ApitoolsNotice())
+logging.getLogger("apache_beam.io.mongodbio").addFilter(_BsonNotice())

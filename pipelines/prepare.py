@@ -32,7 +32,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from array_record.python.array_record_module import ArrayRecordWriter
 
 from albertprep.core import atomic, malloc, records
 from albertprep.core.documents import Document
@@ -543,6 +542,10 @@ def write_shard(output_dir: str, name: str, keyed_records: Iterable[tuple[int, b
     not at all (albertprep/core/atomic.py). ArrayRecord writes local files only:
     for a remote output (gs://...) the shard is made in a local temporary
     directory, then uploaded."""
+    # imported here: the corpus stage's processes import this module but
+    # write no shard, and ArrayRecord is 4 MB of their RSS
+    from array_record.python.array_record_module import ArrayRecordWriter
+
     local = "://" not in output_dir
     directory = output_dir if local else tempfile.mkdtemp()
     try:

@@ -172,12 +172,12 @@ def _multistream_siteinfo(path: str, header_end: int) -> mediawiki.SiteInfo:
     return siteinfo
 
 
-def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
+def _wiki_tasks(path: str, size: int, options: PlanOptions, split: int) -> list[dict]:
     match = _WIKI_NAME.match(os.path.basename(path))
     source = match[1] if match else _stem(path)
     index = _multistream_index(path)
     if index is None:
-        return _plain_wiki_tasks(path, size, source, options)
+        return _plain_wiki_tasks(path, size, source, options, split)
     with FileSystems.open(index, compression_type="uncompressed") as f:
         offsets = mediawiki.read_multistream_offsets(f)
     if not offsets:
@@ -186,11 +186,26 @@ def _wiki_tasks(path: str, size: int, options: PlanOptions) -> list[dict]:
     return [
         dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=end - start, start=start, end=end,
              multistream=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
-        for start, end in mediawiki.plan_stream_ranges(offsets, size, options.split_bytes)
+        for start, end in mediawiki.plan_stream_ranges(offsets, size, split)
     ]
 
 
-def _plain_wiki_tasks(path: str, size: int, source: str, options: PlanOptions) -> list[dict]:
+# Each task of a one-stream .xml.bz2 also decodes the block after its range,
+# up to the end of the page that crosses into it: over half a block's work,
+# about 15 ms, and with its output files a task costs about 30 ms of CPU of
+# its own. At the smallest automatic split (256 KiB, one or two blocks) a
+# 15 MB dump made 58 tasks, and that was a tenth of the run; so an automatic
+# split gives such a dump's tasks 2 MiB at least (about eight blocks at -9:
+# 8 tasks took 7.49 CPU-s where 16 took 7.75 and 58 took 8.5). Their number
+# is then made a multiple of four: they are of equal work, and the local
+# runner deals them to its workers in turn, so that 15 of them kept one of
+# two workers idle for the last one's time. (An explicit --split-mb is
+# taken as given.)
+_MIN_AUTO_BZ2_SPLIT = 2 << 20
+_AUTO_BZ2_TASKS_MULTIPLE = 4
+
+
+def _plain_wiki_tasks(path: str, size: int, source: str, options: PlanOptions, split: int) -> list[dict]:
     """A plain dump split by byte ranges: `.xml` cut at `<page>`, a one-stream
     `.xml.bz2` at bz2 blocks. A UTF-16 dump, or a file that does not start as
     its name says, is read whole by one task (which reports what is wrong)."""
@@ -207,10 +222,13 @@ def _plain_wiki_tasks(path: str, size: int, source: str, options: PlanOptions) -
             return whole
     if not splittable:
         return whole
+    multiple = 1
+    if compressed and not options.split_bytes:
+        split, multiple = max(split, _MIN_AUTO_BZ2_SPLIT), _AUTO_BZ2_TASKS_MULTIPLE
     return [
         dict(kind="wiki", path=path, source=source, id_prefix=_stem(path), size=end - start, start=start, end=end,
              ranged=True, hidden_link_namespaces=siteinfo.hidden_link_namespaces)
-        for start, end in textformats.plan_byte_ranges(size, options.split_bytes)
+        for start, end in textformats.plan_byte_ranges(size, split, multiple)
     ]
 
 
@@ -238,16 +256,16 @@ def _tfds_tasks(spec: str, options: PlanOptions) -> list[dict]:
     return tasks
 
 
-def _file_tasks(kind: str, path: str, size: int, options: PlanOptions) -> list[dict]:
+def _file_tasks(kind: str, path: str, size: int, options: PlanOptions, split: int) -> list[dict]:
     if kind == "tfds":
         return _tfds_tasks(path, options)
     if kind == "wiki":
-        return _wiki_tasks(path, size, options)
+        return _wiki_tasks(path, size, options, split)
     if kind == "book":
         return [dict(kind="book", path=path, source="books", id_prefix="books", size=size, end=size)]
     stem = _stem(path)
     return [dict(kind=kind, path=path, source=stem, id_prefix=stem, size=end - start, start=start, end=end)
-            for start, end in textformats.plan_byte_ranges(size, options.split_bytes)]
+            for start, end in textformats.plan_byte_ranges(size, split)]
 
 
 def id_namespace(kind: str, path: str, tasks: list[dict] = ()) -> tuple[str, str]:
@@ -264,12 +282,11 @@ def plan(inputs: list[str], options: PlanOptions = PlanOptions()) -> list[ReadTa
     files whose documents would get the same ids are refused.
     """
     files = sorted({file for spec in inputs for file in _expand(spec)}, key=lambda f: f[1])
-    if not options.split_bytes:
-        options = dataclasses.replace(options, split_bytes=textformats.auto_split(sum(size for _, _, size in files)))
+    split = options.split_bytes or textformats.auto_split(sum(size for _, _, size in files))
     specs = []
     seen: dict[tuple[str, str], str] = {}
     for kind, path, size in files:
-        tasks = _file_tasks(kind, path, size, options)
+        tasks = _file_tasks(kind, path, size, options, split)
         namespace = id_namespace(kind, path, tasks)
         if namespace in seen and seen[namespace] != path:
             raise InputError(f"{path} and {seen[namespace]} have the same name, so their documents would share ids")

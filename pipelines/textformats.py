@@ -123,9 +123,13 @@ def read_jsonl_records(f: BinaryIO, start: int, end: int) -> Iterator[TextRecord
         yield TextRecord(offset, fields=fields, raw=raw.rstrip(b"\r\n"))
 
 
-def plan_byte_ranges(size: int, target_bytes: int) -> list[tuple[int, int]]:
-    """Equal byte ranges covering [0, size); an empty file gets one range."""
+def plan_byte_ranges(size: int, target_bytes: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Equal byte ranges of at most `target_bytes` covering [0, size); an
+    empty file gets one range. More than one range are made a multiple of
+    `multiple` in number."""
     count = max(1, -(-size // target_bytes))
+    if count > 1:
+        count = -(-count // multiple) * multiple
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 

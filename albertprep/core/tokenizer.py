@@ -18,12 +18,15 @@ import functools
 import hashlib
 import itertools
 import unicodedata
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sentencepiece as spm
 
 from albertprep.core.errors import UserError
 from albertprep.core.records import MaskingVocab, cut
+
+if TYPE_CHECKING:
+    import sentencepiece as spm
 
 SPECIAL_PIECES = {"<pad>": 0, "<unk>": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 WORD_START = "\u2581"  # SentencePiece's "▁"
@@ -82,6 +85,11 @@ class Tokenizer:
 
     @functools.cached_property
     def processor(self) -> spm.SentencePieceProcessor:
+        # imported here, not at the top: the corpus stage's processes import
+        # this module (through the CLI) but never tokenize, and SentencePiece
+        # is 6 MB of their RSS
+        import sentencepiece as spm
+
         return spm.SentencePieceProcessor(model_proto=self.model)
 
     @functools.cached_property

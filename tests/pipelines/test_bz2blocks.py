@@ -32,3 +32,20 @@ def test_a_cut_file_says_so():
     cut = io.BytesIO(data[: len(data) // 2])
     with pytest.raises(bz2blocks.BlockError, match="cut off"):
         list(bz2blocks.iter_blocks(cut, 0, len(data) // 2))
+
+
+def test_a_damaged_block_in_range_is_reported_before_any_of_it_is_passed_on():
+    """Blocks come out in pieces of at most 64 kB, and a block in range is
+    decoded to its CRC check first: a damaged one gives nothing, not a
+    damaged half."""
+    data = bytearray(bz2.compress(bz2.decompress((WIKI / "enwiki-sample.xml.bz2").read_bytes()), 9))
+    pieces = [piece for in_range, piece in bz2blocks.iter_blocks(io.BytesIO(bytes(data)), 0, len(data))]
+    assert max(map(len, pieces)) <= 1 << 16 and len(pieces) > 90  # 6.1 MB of XML
+    second = bz2blocks._find(bytes(data), bz2blocks._BLOCK_PATTERNS, 8 * 4 + 48)  # bit offset of block 2
+    third = bz2blocks._find(bytes(data), bz2blocks._BLOCK_PATTERNS, second + 48)
+    data[(second + third) // 16] ^= 0x10  # a byte halfway through block 2
+    got = []
+    with pytest.raises(bz2blocks.BlockError, match=f"block at byte {second // 8} does not decode"):
+        for _, piece in bz2blocks.iter_blocks(io.BytesIO(bytes(data)), second // 8, len(data)):
+            got.append(piece)
+    assert got == []

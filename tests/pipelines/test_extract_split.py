@@ -46,3 +46,20 @@ def test_the_default_split_gives_enough_tasks_and_ignores_the_worker_count(dumps
 def test_a_utf16_dump_is_read_whole():
     tasks = sources.plan([str(WIKI / "bgwiki-utf16-sample.xml.bz2")], sources.PlanOptions(split_bytes=1000))
     assert len(tasks) == 1 and not tasks[0].ranged
+
+
+def test_an_automatic_split_gives_a_one_stream_bz2_tasks_of_2_mib_at_least_in_fours(tmp_path):
+    """Each such task decodes half a block past its end (sources._MIN_AUTO_BZ2_SPLIT):
+    at least 2 MiB a task, and a multiple of four of them, so that two or four
+    workers get equal shares. An explicit split is taken as given."""
+    xml = bz2.decompress((WIKI / "enwiki-sample.xml.bz2").read_bytes())
+    path = tmp_path / "enwiki-big.xml.bz2"
+    path.write_bytes(bz2.compress(xml * 2, 1))  # about 3.9 MB: two 2 MiB tasks, made four
+    tasks = sources.plan([str(path)])
+    assert len(tasks) == 4 and all(t.ranged for t in tasks)
+    assert {t.size for t in tasks} <= {path.stat().st_size // 4, path.stat().st_size // 4 + 1}
+    small = tmp_path / "enwiki-small.xml.bz2"
+    small.write_bytes(bz2.compress(xml, 9))  # 1.7 MB: under 2 MiB, one task, not four
+    assert len(sources.plan([str(small)])) == 1
+    given = sources.plan([str(path)], sources.PlanOptions(split_bytes=300_000))
+    assert len(given) == -(-path.stat().st_size // 300_000)  # 13: not rounded to a multiple of four

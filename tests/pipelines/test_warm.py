@@ -123,3 +123,38 @@ def test_the_entry_point_keeps_a_beam_commands_exit_code_and_last_line():
     assert done.returncode == cli.EXIT_NOT_STARTED
     assert done.stderr.strip().splitlines()[-1].startswith("albertprep extract:") and missing in done.stderr
     assert warm._BEAM_COMMANDS == cli.BEAM_COMMANDS  # warm keeps its own copy: it must not import the CLI
+
+
+def test_a_local_jobs_processes_leave_out_what_none_of_its_stages_use(tmp_path):
+    """The command and its warm workers import neither pyarrow, pymongo nor
+    Beam's BigQuery IO (warm.leave_out_beam_extras: 42 MB of each process's
+    RSS), and an extract neither SentencePiece nor ArrayRecord; the job runs
+    as it does with them."""
+    book = str(BOOKS / "austen-emma.txt")
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")  # every Python process started reports its imports
+    done = subprocess.run([sys.executable, "-m", "albertprep", "extract", book, "--output", str(tmp_path / "out"),
+                           "--workers", "2"], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    # the zygote's imports are there too
+    assert {"apache_beam", "apache_beam.runners.worker.sdk_worker_main", "mwparserfromhell"} <= imported
+    # (an import that fails is reported too, so a module of each package stands for it)
+    left_out = {"pyarrow.lib", "pymongo._version", "bson.objectid", "apache_beam.io.gcp.bigquery_tools",
+                "sentencepiece._sentencepiece", "array_record.python.array_record_module"}
+    assert not imported & left_out, imported & left_out
+    assert (tmp_path / "out" / "documents-00000-of-00001.jsonl").stat().st_size > 500_000
+
+
+def test_a_process_that_has_imported_beam_keeps_its_extras():
+    """Leaving the extras out is for a process that has not imported Beam
+    yet: in one that has (a notebook, a test), nothing changes."""
+    code = textwrap.dedent("""
+        import apache_beam, pyarrow
+        from albertprep.pipelines import warm
+        warm.leave_out_beam_extras()
+        import pymongo
+        import apache_beam.io.gcp.bigquery
+        print("kept")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "kept", done.stderr[-2000:]
