@@ -1,8 +1,14 @@
 """A corpus prepared with tensorflow-datasets, read without TensorFlow."""
 
+import json
+import pathlib
+import subprocess
+import sys
+
 import tensorflow_datasets as tfds
 from conftest import load_documents, run_extract
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTICLES = [
     ("Ada Lovelace", "Ada Lovelace was an English mathematician. She wrote about the Analytical Engine.\n\n"
                      "Her notes include an algorithm."),
@@ -51,3 +57,17 @@ def test_tfds_name_with_data_dir(tmp_path):
     builder.download_and_prepare()
     summary = run_extract(["tfds:tiny_wiki", "--tfds-data-dir", str(tmp_path / "tfds")], tmp_path / "out")
     assert summary["documents"] == 3
+
+
+def test_the_albertprep_command_reads_a_tfds_dataset_with_beams_extras_left_out(tmp_path):
+    """The command leaves pyarrow and Beam's other unused imports out
+    (pipelines/warm.py); tensorflow-datasets reads the prepared dataset all
+    the same, in the command and in its two warm workers."""
+    builder = TinyWiki(data_dir=str(tmp_path / "tfds"), file_format="array_record")
+    builder.download_and_prepare()
+    done = subprocess.run([sys.executable, "-m", "albertprep", "extract", f"tfds:{builder.data_dir}",
+                           "--output", str(tmp_path / "out"), "--workers", "2"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["by_source"] == {"tiny_wiki": {"article": 3, "empty": 1}}
