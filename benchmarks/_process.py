@@ -47,6 +47,19 @@ def measure(command: list[str], cwd: str | None = None,
     return result["wall"], result["cpu"], result["rss_mb"]
 
 
+def compile_project() -> None:
+    """Byte-compile this project's modules, as `pip install` does for every
+    installed package (wikiextractor's included). A command measured from
+    the source tree where PYTHONDONTWRITEBYTECODE is set (this project's
+    development machine sets it) would otherwise compile our 7,000 lines
+    again in every process it starts: 0.08 CPU-s each, measured."""
+    import compileall
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for package in ("albertprep", "pipelines", "loaders", "model"):
+        compileall.compile_dir(os.path.join(root, package), quiet=1)
+
+
 def _launch(figures: str, command: list[str]) -> int:
     started = time.perf_counter()
     pid = os.fork()

@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Callable
 
 from _corpus import renamed, sample_articles
-from _process import measure
+from _process import compile_project, measure
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,7 @@ def main() -> None:
         print(*build_dump(args.corpora, args.build_only, args.mb))
         return
     python = sys.executable
+    compile_project()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)
         dump = tmp_path / "in" / "enwiki-20160101-pages-articles.xml.bz2"

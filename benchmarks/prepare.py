@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from _process import measure
+from _process import compile_project, measure
 from array_record.python.array_record_module import ArrayRecordReader
 
 from albertprep.core import manifest, records
@@ -91,6 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.corpora / "spm" / "albert-en-30k-clean.model"
     corpus = args.reference / "corpus-9books.txt"
+    compile_project()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = pathlib.Path(tmp_name)
         (tmp / "tiny.txt").write_text("".join(corpus.read_text().splitlines(keepends=True)[:30]))
