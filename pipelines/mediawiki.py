@@ -186,14 +186,16 @@ def repaired_utf8(chunks: Iterable[bytes], repairs: Repairs) -> Iterator[bytes]:
     for chunk in chunks:
         # nearly every chunk needs nothing: passed on as it is, not decoded,
         # searched and encoded again (a tenth of the reading's CPU)
-        if not decoder.getstate()[0] and _clean(chunk):
+        held = decoder.getstate()[0]  # the start of a character the last chunk cut
+        if not held and _clean(chunk):
             yield chunk
         else:
-            yield _repair(decoder.decode(chunk), chunk, position, repairs)
+            yield _repair(decoder.decode(chunk), held + chunk, position - len(held), repairs)
         position += len(chunk)
+    held = decoder.getstate()[0]
     tail = decoder.decode(b"", final=True)
     if tail:
-        yield _repair(tail, b"", position, repairs)
+        yield _repair(tail, held, position - len(held), repairs)
 
 
 _FORBIDDEN_BYTES = bytes(b for b in range(0x20) if b not in b"\t\n\r")  # never inside a multi-byte character
@@ -216,6 +218,8 @@ def _clean(chunk: bytes) -> bool:
 
 
 def _repair(text: str, raw: bytes, position: int, repairs: Repairs) -> bytes:
+    """`text`, decoded from `raw` (the bytes at `position` of the stream),
+    with its invalid bytes and forbidden characters counted and replaced."""
     replaced = text.count(_REPLACEMENT) - raw.count(_REPLACEMENT.encode())
     if replaced > 0:
         repairs.invalid_bytes += replaced

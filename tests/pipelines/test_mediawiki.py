@@ -75,3 +75,26 @@ def test_cut_multistream_reports_truncation_after_its_complete_pages(tmp_path):
         for page in mediawiki.iter_multistream_pages(io.BytesIO(cut), offsets[0], len(cut)):
             pages.append(page)
     assert len(pages) == 30
+
+
+def test_the_utf8_repair_gives_the_same_bytes_and_counts_however_the_stream_is_cut():
+    """Chunks that need nothing pass through as they are
+    (mediawiki._clean); wherever the cuts fall (inside a character, beside
+    an invalid byte or a forbidden one), the bytes and the repairs are those
+    of the stream repaired whole."""
+    text = ("Caf\u00e9 na\u00efve \u201cquoted\u201d \u2014 \u65e5\u672c " * 40).encode()
+    stream = text + b"\xff bad byte " + text + b"a NUL \x00 and U+FFFE \xef\xbf\xbe " + text
+    whole = mediawiki.Repairs()
+    expected = b"".join(mediawiki.repaired_utf8([stream], whole))
+    assert (whole.invalid_bytes, whole.control_characters) == (1, 2) and whole.first_at == len(text)
+    assert expected.count("\ufffd".encode()) == 3 and b"\x00" not in expected
+    for size in (1, 2, 3, 7, 64, 1000, 4096):
+        repairs = mediawiki.Repairs()
+        pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
+        assert b"".join(mediawiki.repaired_utf8(pieces, repairs)) == expected, size
+        assert repairs == whole, size
+    assert next(mediawiki.repaired_utf8([text], mediawiki.Repairs())) is text  # passed on, not re-encoded
+    end = len("Caf\u00e9".encode()) - 1  # a cut inside the "\u00e9"
+    repairs = mediawiki.Repairs()
+    assert b"".join(mediawiki.repaired_utf8([text[:end]], repairs)) == b"Caf\xef\xbf\xbd"  # cut at the end
+    assert (repairs.invalid_bytes, repairs.first_at) == (1, 3)
