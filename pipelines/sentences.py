@@ -180,10 +180,19 @@ def _syntok_decided(piece: str) -> list[int]:
     return starts
 
 
+def _collapsed(text: str) -> str:
+    """`text` with its whitespace collapsed, as `" ".join(text.split())`.
+    Most sentences hold no whitespace but single ASCII spaces (the renderer
+    and the readers collapse it first), and only their ends need cutting:
+    str.isprintable() is False for every other whitespace character, so it
+    and a search for two spaces tell them apart (a third of the time)."""
+    return text.strip(" ") if text.isprintable() and "  " not in text else " ".join(text.split())
+
+
 def _cut(text: str, starts: list[int]) -> list[str]:
     """The sentences of `text` beginning at `starts`, whitespace collapsed,
     those without a word character left out."""
-    sentences = (" ".join(text[a:b].split()) for a, b in zip(starts, starts[1:] + [len(text)]))
+    sentences = (_collapsed(text[a:b]) for a, b in zip(starts, starts[1:] + [len(text)]))
     return [s for s in sentences if _WORD_CHARACTER.search(s)]
 
 
