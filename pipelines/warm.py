@@ -32,7 +32,7 @@ workers and the clients ignore SIGINT and end with their peers (so a
 Ctrl-C prints the command's one line, not a traceback from each client).
 
 This module imports no Beam at module level: `prestart` must run before the
-command's own imports.
+command's own imports (it imports Beam itself, once the zygote is started).
 """
 
 from __future__ import annotations
@@ -139,12 +139,21 @@ def pool(command: str = "") -> Pool:
 
 
 def leave_out_beam_extras() -> None:
-    """Make Beam's optional Arrow, MongoDB and BigQuery imports fail in this process,
-    as if those packages were not installed (see `_BEAM_EXTRAS`). Only
-    before Beam is imported, and never for one already imported."""
-    if "apache_beam" not in sys.modules:
-        for name in _BEAM_EXTRAS:
-            sys.modules.setdefault(name, None)  # None: `import name` raises ImportError
+    """Import Beam with its optional Arrow, MongoDB and BigQuery imports
+    failing, as if those packages were not installed (see `_BEAM_EXTRAS`).
+    Only in a process that has not imported Beam, and never for a module
+    already imported. A Beam that needs one of them after all (a later
+    release that imports it unguarded) is imported whole instead: a slower
+    command, never a broken one."""
+    if "apache_beam" in sys.modules:
+        return
+    left_out = [name for name in _BEAM_EXTRAS if sys.modules.setdefault(name, None) is None]  # None: ImportError
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        for name in list(sys.modules):
+            if name in left_out or name == "apache_beam" or name.startswith("apache_beam."):
+                del sys.modules[name]
 
 
 def _on_local_runner(argv: list[str]) -> bool:
@@ -175,10 +184,10 @@ def workers_requested(argv: list[str]) -> int:
 def prestart(argv: list[str]) -> None:
     """Before a command line's imports: leave out what its Beam job does not
     use, and start the warm workers it will want."""
+    if workers_requested(argv):
+        pool(argv[0])  # first: its imports run beside the command's
     if _on_local_runner(argv):
         leave_out_beam_extras()
-    if workers_requested(argv):
-        pool(argv[0])
 
 
 # ---- the two processes' sides ------------------------------------------------
