@@ -207,6 +207,7 @@ def make_pipeline(beam_args: list[str], workers: int = 1, parallel_tasks: int = 
     beam_args = list(beam_args)
     runner = PipelineOptions(beam_args).view_as(StandardOptions).runner  # --runner=X or --runner X
     if runner is None:
+        warm.quick_bundle_ends()  # the in-process worker's bundles (the warm workers set it themselves)
         options = PipelineOptions(beam_args)
         options.view_as(DirectOptions).direct_num_workers = workers
         if workers == 1:

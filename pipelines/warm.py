@@ -156,6 +156,31 @@ def leave_out_beam_extras() -> None:
                 del sys.modules[name]
 
 
+# Beam's SDK harness times each bundle's steps with a sampling thread whose
+# sleep grows from 2 ms to 200 ms, and a bundle's end joins that thread,
+# waiting out its current sleep: up to 200 ms at the end of every long
+# bundle, on every worker, and a stage waits for its slowest worker (py-spy
+# on a 2-worker extract: 150 ms of a worker's last 350 ms in
+# StateSampler.stop). Beam has no option for the period; its bundle
+# processor makes every sampler with the default of StateSampler's
+# constructor. A local job's processes set that default to 20 ms: the
+# sampler then wakes 50 times a second, each a lock and an addition.
+# Measured in paired runs: a 2-worker extract of the 54 MB dump 4.23 ->
+# 4.13 s, a 2-worker prepare of books x4 2.34 -> 2.25 s.
+_SAMPLING_PERIOD_MS = 20
+
+
+def quick_bundle_ends() -> None:
+    """Make this process's Beam bundles end without waiting on the state
+    sampler's sleep (see `_SAMPLING_PERIOD_MS`); a Beam whose sampler has
+    another constructor is left as it is."""
+    from apache_beam.runners.worker import statesampler
+
+    constructor = statesampler.StateSampler.__init__
+    if constructor.__defaults__ == (statesampler.DEFAULT_SAMPLING_PERIOD_MS,):
+        constructor.__defaults__ = (_SAMPLING_PERIOD_MS,)
+
+
 def _on_local_runner(argv: list[str]) -> bool:
     """Whether a command line is a Beam command with no `--runner`."""
     return bool(argv) and argv[0] in _BEAM_COMMANDS and \
@@ -232,6 +257,7 @@ def _serve(listener_fd: int, directory: str, preload: list[str]) -> int:
     # (running as albertprep.pipelines.warm, the package's log filter is in
     # place before Beam's import would warn)
     from apache_beam.runners.worker import sdk_worker_main
+    quick_bundle_ends()
     for module in (*_PRELOAD, *preload):
         importlib.import_module(module)
     root = logging.getLogger()

@@ -176,3 +176,28 @@ def test_a_beam_that_needs_a_left_out_module_is_imported_whole():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "whole", done.stderr[-2000:]
+
+
+def test_bundles_end_without_waiting_out_a_200_ms_sampler_sleep(tmp_path):
+    """The state sampler of every bundle, in the warm workers and in the
+    command's own in-process worker, sleeps 20 ms at most (Beam's default
+    200 ms was waited out at the end of every long bundle)."""
+    from apache_beam.runners.worker import statesampler
+
+    out = tmp_path / "periods"
+
+    def period(element):  # made here, so that it is pickled by value
+        from apache_beam.runners.worker import statesampler as sampler
+
+        return element, os.getpid(), sampler.StateSampler.__init__.__defaults__
+
+    pipeline = runners.make_pipeline([], workers=2)
+    (pipeline
+     | beam.Create(range(8), reshuffle=False)
+     | "Key" >> beam.Map(lambda x: (x, x)) | beam.GroupByKey() | "Unkey" >> beam.Map(lambda kv: kv[0])
+     | beam.Map(period) | beam.Map(repr) | beam.io.WriteToText(str(out), shard_name_template=""))
+    pipeline.run().wait_until_finish()
+    rows = [eval(line) for line in out.read_text().splitlines()]  # noqa: S307 (our own repr)
+    assert len(rows) == 8 and os.getpid() not in {row[1] for row in rows}
+    assert {row[2] for row in rows} == {(warm._SAMPLING_PERIOD_MS,)}
+    assert statesampler.StateSampler.__init__.__defaults__ == (warm._SAMPLING_PERIOD_MS,)  # make_pipeline's own
