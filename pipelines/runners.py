@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import heapq
 import importlib
-import logging
 import os
 from collections.abc import Callable
 
@@ -24,22 +23,16 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from albertprep.core import malloc
 from albertprep.core.errors import UserError
-from albertprep.pipelines import warm
+from albertprep.pipelines import drop_notice, warm
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 _SETUP_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
-class _InMemoryNotice(logging.Filter):
-    """FnApiRunner warns that N workers need a multi-process running mode
-    whenever it is given its workers' environment itself, as make_pipeline
-    does; the N warm processes are that multi-process mode."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("If direct_num_workers is not equal to 1")
-
-
-logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_InMemoryNotice())
+# FnApiRunner warns that N workers need a multi-process running mode whenever
+# it is given its workers' environment itself, as make_pipeline does; the N
+# warm processes are that multi-process mode.
+drop_notice("apache_beam.runners.portability.fn_api_runner.fn_runner", "If direct_num_workers is not equal to 1")
 
 
 def _has_flag(beam_args: list[str], name: str) -> bool:

@@ -64,7 +64,7 @@ _PRELOAD_FOR = {
 # installed, each behind `try: import ... except ImportError`: pyarrow
 # (Parquet, batched DoFns) is 28 MB of a process's RSS, pymongo and bson
 # (MongoDB) 6.5 MB, and Beam's BigQuery module, which brings requests and
-# the Pub/Sub and GCS IO with it, 7 MB, on top of Beam's 87 MB. No job here
+# the Pub/Sub and GCS IO with it, 7 MB, on top of Beam's 84 MB. No job here
 # uses any of them (remote files go through FileSystems, which imports the
 # GCS filesystem on its own), so the processes of a job on the local runner,
 # the command and its warm workers, leave them out
