@@ -486,11 +486,14 @@ def _end_beam_job(message: str, signum: int, frame) -> None:
     worker; so the job ends here instead: the staging directory goes, the
     output stays as it was (every file of it appears whole or not at all),
     one line says so."""
-    jobs.discard_staging()
     # What the runner's threads report as their workers go is not the user's error.
     threading.excepthook = lambda args: None
     logging.disable(logging.CRITICAL)
-    warm.abort()  # the local runner's worker processes, before they see the runner gone
+    # The local runner's worker processes, before they see the runner gone,
+    # and before the staging directory goes: a worker still writing into it
+    # made its delete fail ("Directory not empty").
+    warm.abort()
+    jobs.discard_staging()
     print(message, file=sys.stderr, flush=True)
     os._exit(EXIT_INTERRUPTED)
 

@@ -203,11 +203,25 @@ def _discard(staging: str) -> None:
         FileSystems.delete([staging])
 
 
+_DISCARD_TRIES = 20
+
+
 def discard_staging() -> None:
     """Deletes the staging directories of the runs in progress: what an
-    interrupted process does before it exits (their outputs stay as they were)."""
+    interrupted process does before it exits (their outputs stay as they were).
+
+    The in-process runner's threads go on writing until the process exits,
+    so a delete can find a file made after it listed a directory ("Directory
+    not empty"): it is tried again, a few milliseconds later."""
     for staging in list(_STAGING):
-        _discard(staging)
+        for attempt in range(_DISCARD_TRIES):
+            try:
+                _discard(staging)
+                break
+            except OSError:  # FileSystems' BeamIOError is one
+                if attempt == _DISCARD_TRIES - 1:
+                    raise
+                time.sleep(0.005)
 
 
 def run_prepare(inputs: list[str], output: str, config: prepare.PrepareConfig, runner: RunnerConfig,
