@@ -225,12 +225,17 @@ class Peaks:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     lines[process.pid], parents[process.pid] = " ".join(process.cmdline()), process.ppid()
             for pid, line in lines.items():
-                if "albertprep.pipelines.warm serve" in line:  # the zygote, and the workers it forked
-                    roles[pid] = "worker" if "warm serve" in lines.get(parents[pid], "") else "zygote"
-                elif "albertprep.pipelines.warm attach" in line:
+                parent = parents[pid]
+                if "warm_client.py" in line:
                     roles[pid] = "client"
-                elif parents[pid] == self.root:
+                elif "albertprep.pipelines.warm serve" in line:  # a zygote started anew, and the workers it forked
+                    roles[pid] = "worker" if "warm serve" in lines.get(parent, "") else "zygote"
+                elif parent == self.root:
                     roles[pid] = "command"
+                elif parents.get(parent) == self.root:  # forked from the command: the zygote
+                    roles[pid] = "zygote"
+                elif parents.get(parents.get(parent)) == self.root:  # forked from that zygote
+                    roles[pid] = "worker"
         return roles
 
     def _loop(self) -> None:

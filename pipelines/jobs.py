@@ -260,6 +260,7 @@ def _prepare_into(staging: str, output: str, inputs: list[str], config: prepare.
     else:
         with atomic.created(FileSystems.join(staging, layout.SPM_MODEL)) as f:
             f.write(tokenizer.model)
+        prepare.share_tokenizer(tokenizer)
     files = _document_files(summaries)
     ranges = prepare.plan_ranges(files, config.split_bytes)
     train_shards = config.num_shards or prepare.estimate_train_shards(sum(size for _, size in files), config)

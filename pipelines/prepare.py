@@ -317,9 +317,17 @@ def _worker_tokenizer(model_path: str, do_lower_case: bool, albert_compat: bool)
         model = f.read()
     key = (hashlib.sha256(model).digest(), do_lower_case, albert_compat)
     if key not in _TOKENIZERS:
-        _TOKENIZERS.clear()  # one model at a time
-        _TOKENIZERS[key] = Tokenizer(model, do_lower_case, tex_quotes=not albert_compat)
+        share_tokenizer(Tokenizer(model, do_lower_case, tex_quotes=not albert_compat))
     return _TOKENIZERS[key]
+
+
+def share_tokenizer(tokenizer: Tokenizer) -> None:
+    """Make `tokenizer` the one this process's stage functions use for its
+    model and settings, with the tables it has built: the command that
+    planned the job hands over the model it checked, to its in-process
+    worker and to the warm workers forked from it (pipelines/warm.py)."""
+    _TOKENIZERS.clear()  # one model at a time
+    _TOKENIZERS[(bytes.fromhex(tokenizer.sha256), tokenizer.do_lower_case, not tokenizer.tex_quotes)] = tokenizer
 
 
 def _tokenized(tokenizer: Tokenizer, document: Document) -> TokenizedDocument:

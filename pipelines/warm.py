@@ -11,28 +11,45 @@ that fixed cost alone held the speed-up near 1.55x.
 This module keeps Beam's own SDK harness (`create_harness`, fed the
 environment Beam gives its workers) but starts it differently:
 
-- One template process (the zygote) imports Beam's worker and our stage
-  modules once, then waits on a listening Unix socket. `prestart` starts it
-  as the command starts, before the command itself imports Beam, so the two
-  imports run side by side (the `albertprep` entry point and
-  `python -m albertprep` call it; otherwise the first pipeline does).
-- The worker command the runner launches (`attach`) is a small client: it
-  connects, hands over its environment and exits with the worker's exit code.
+- One template process (the zygote) holds Beam's worker and our stage
+  modules, imported once, and waits on a listening Unix socket. The job's
+  first pipeline forks it from the command itself, which has imported
+  Beam and the stages by then and has loaded what the workers will need
+  (the instance stage's tokenizer: `prepare.share_tokenizer`), so the
+  zygote imports nothing of weight and its workers load no model. It had
+  been a second interpreter started beside the command, importing Beam
+  side by side with it: on two cores the two imports slowed each other
+  (the command's own took 0.64 s against 0.47 s alone, timed in the same
+  hour), and the second import was 0.5 CPU-s of every 2-worker job. On a
+  prepare of books x4 on two workers (paired runs, medians), the fork took
+  3.47 s down to 3.34 and 6.25 CPU-s to 5.55; forking at the first
+  pipeline rather than as the command started, a further 2% (3.28 against
+  3.38 s). Forking is only safe in
+  a process that runs no other thread (`_single_threaded`): `prestart`
+  (which the `albertprep` entry point and `python -m albertprep` call)
+  makes the command one, and a process that is not (a test's, or one with
+  `OPENBLAS_NUM_THREADS` of its own) starts the zygote as a new
+  interpreter instead.
+- The worker command the runner launches is a small client
+  (pipelines/warm_client.py, the standard library only): it connects,
+  hands over its environment and exits with the worker's exit code.
 - For each connection the zygote forks a worker, which runs the harness and
   leaves with `os._exit` once its results are sent: no worker imports Beam
   again, none waits on interpreter teardown, and every later pipeline of the
   job (dedup runs three) finds its workers ready at once.
 
-Forking is safe here because the zygote never starts gRPC: importing grpc
-starts no thread and opens no channel; every channel and server is made in
-the forked worker. The zygote ends when its parent closes its stdin (the
-parent exited or closed the pool); a worker ends when its client goes away
+Forking is safe here because neither the command at its first pipeline nor
+the zygote has started gRPC or any thread: importing grpc starts no thread
+and opens no channel; every channel and server is made in the forked
+worker.
+The zygote ends when its parent closes its stdin (the parent exited or
+closed the pool); a worker ends when its client goes away
 (the runner stopped it). Ctrl-C is the parent's to handle: the zygote, its
 workers and the clients ignore SIGINT and end with their peers (so a
 Ctrl-C prints the command's one line, not a traceback from each client).
 
 This module imports no Beam at module level: `prestart` must run before the
-command's own imports (it imports Beam itself, once the zygote is started).
+command's own imports (it imports Beam itself).
 """
 
 from __future__ import annotations
@@ -40,7 +57,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
-import json
 import logging
 import os
 import shlex
@@ -51,11 +67,21 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+
+from albertprep.pipelines import warm_client
 
 # What a warm process imports before it waits: Beam's worker and the modules
 # whose DoFns the jobs ship, so that a pipeline's first bundle finds them
 # loaded; and what the instance stage's DoFns import where they use it.
 _PRELOAD = ("albertprep.pipelines.jobs",)
+# What Beam's harness imports on its first use of gRPC (making its channels),
+# found as the modules a worker held at its first bundle and the zygote did
+# not: 10-16 ms of every worker's start, before it can take work. Importing
+# them opens no channel and starts no thread; grpc's private module names,
+# so a grpc without them is simply not preloaded.
+_PRELOAD_IF_PRESENT = ("grpc._channel", "grpc._interceptor", "grpc._simple_stubs", "grpc._utilities",
+                       "grpc.experimental", "concurrent.futures.thread")
 _PRELOAD_FOR = {
     "vocab": ("sentencepiece",),
     "prepare": ("sentencepiece", "array_record.python.array_record_module"),
@@ -73,34 +99,77 @@ _PRELOAD_FOR = {
 # Beam their own way and keep them.
 _BEAM_EXTRAS = ("pyarrow", "pymongo", "bson", "apache_beam.io.gcp.bigquery")
 _BEAM_COMMANDS = ("extract", "vocab", "dedup", "prepare")
-_TAKEN = b"t"
-# How long a worker command waits for the zygote to take it before it fails
-# its pipeline with one line, rather than hang (the zygote died, or is still
-# importing on a machine far slower than any seen).
-_ACCEPT_SECONDS = 300.0
+
+
+class _ForkedZygote:
+    """A zygote forked from this process, with the part of Popen's interface
+    that Pool uses. Its `stdin` is a pipe's writing end: the zygote ends when
+    this process closes it or is gone, as a started one does on its stdin."""
+
+    def __init__(self, listener: socket.socket, directory: str, preload: tuple[str, ...]) -> None:
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(write)
+                code = _serve(listener.fileno(), directory, list(preload), lambda size: os.read(read, size))
+            finally:
+                os._exit(code)
+        os.close(read)
+        self.pid = pid
+        self.stdin = os.fdopen(write, "wb", buffering=0)
+        self._code: int | None = None
+
+    def terminate(self) -> None:
+        if self._code is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._code is None:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self._code = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"zygote {self.pid}", timeout)
+            else:
+                time.sleep(0.01)
+        return self._code
 
 
 class Pool:
     """The zygote of this process's warm workers; see the module doc."""
 
-    def __init__(self, command: str = "") -> None:
+    def __init__(self, command: str = "", fork: bool = False) -> None:
+        """`command`: the CLI command whose modules the workers preload.
+        `fork`: fork the zygote from this process, which must run no thread
+        but its main one (so no gRPC channel or server either); else start
+        it as a new interpreter."""
         self._dir = tempfile.mkdtemp(prefix="albertprep-workers-")
         self.address = os.path.join(self._dir, "workers.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.address)
         listener.listen(64)
-        self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "albertprep.pipelines.warm", "serve", str(listener.fileno()), self._dir,
-             *_PRELOAD_FOR.get(command, ())],
-            pass_fds=(listener.fileno(),), stdin=subprocess.PIPE, close_fds=True)
+        preload = _PRELOAD_FOR.get(command, ())
+        if fork:
+            self._zygote = _ForkedZygote(listener, self._dir, preload)
+        else:
+            self._zygote = subprocess.Popen(
+                [sys.executable, "-m", "albertprep.pipelines.warm", "serve", str(listener.fileno()), self._dir,
+                 *preload], pass_fds=(listener.fileno(),), stdin=subprocess.PIPE, close_fds=True)
         listener.close()  # the zygote holds it now
 
     def command(self) -> str:
         """The worker command line for Beam's SubprocessSDKEnvironment (a
         shell line: Beam starts it with `shell=True`). The client ignores
         SIGINT from its first instruction on: `trap` sets it ignored and
-        `exec` keeps it so."""
-        client = f"{shlex.quote(sys.executable)} -m albertprep.pipelines.warm attach {shlex.quote(self.address)}"
+        `exec` keeps it so. It runs as a script with the standard library
+        only (see pipelines/warm_client.py)."""
+        client = " ".join(shlex.quote(part) for part in (sys.executable, "-I", "-S", warm_client.__file__,
+                                                         self.address))
         return f"trap '' INT; exec {client}"
 
     def close(self) -> None:
@@ -128,12 +197,26 @@ def abort() -> None:
 _pool: Pool | None = None
 
 
-def pool(command: str = "") -> Pool:
-    """This process's pool, made on first use and closed at exit; its
-    workers preload what `command` (a CLI command's name) will use."""
+_command = ""  # the CLI command `prestart` saw: what the workers preload
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native ones counted (Linux's
+    /proc; elsewhere the answer is no)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def pool() -> Pool:
+    """This process's pool, made on first use and closed at exit. Its zygote
+    is forked from this process where that is safe (`_single_threaded`: no
+    thread has started, so no gRPC channel or server either), else started
+    as a new interpreter."""
     global _pool
     if _pool is None:
-        _pool = Pool(command)
+        _pool = Pool(_command, fork=_single_threaded())
         atexit.register(_pool.close)
     return _pool
 
@@ -208,10 +291,21 @@ def workers_requested(argv: list[str]) -> int:
 
 def prestart(argv: list[str]) -> None:
     """Before a command line's imports: leave out what its Beam job does not
-    use, and start the warm workers it will want."""
+    use, and prepare the process for forking the warm workers' zygote at
+    its first pipeline (see the module doc)."""
+    global _command
     if workers_requested(argv):
-        pool(argv[0])  # first: its imports run beside the command's
+        from albertprep.core import malloc  # no Beam
+
+        malloc.one_arena()  # the zygote's setting, made before any thread exists; the command shares it
+        _command = argv[0]
     if _on_local_runner(argv):
+        # No stage calls a BLAS routine, and OpenBLAS's pool of threads, started
+        # as NumPy is imported, spins on a core for a while: 0.10 CPU-s of
+        # every process that imports NumPy (0.20 against 0.10 for `import
+        # numpy`), and a native thread that would keep the zygote from being
+        # forked. A value the user set is kept.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         leave_out_beam_extras()
 
 
@@ -230,10 +324,12 @@ def _exit_when_closed(read, code: int, before=None) -> None:
     threading.Thread(target=wait, daemon=True).start()
 
 
-def _serve(listener_fd: int, directory: str, preload: list[str]) -> int:
+def _serve(listener_fd: int, directory: str, preload: list[str], read_parent) -> int:
+    """The zygote's loop; it ends when `read_parent` (its end of the
+    parent's pipe) reaches EOF."""
     from albertprep.core import malloc  # no Beam; before any thread allocates
     malloc.one_arena()
-    leave_out_beam_extras()
+    leave_out_beam_extras()  # (a forked zygote has Beam already)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Workers are waited for, never left to SIGCHLD's auto-reaping: waiting is
     # what adds a child's CPU time to its parent's children's, and so to the
@@ -243,7 +339,7 @@ def _serve(listener_fd: int, directory: str, preload: list[str]) -> int:
         _reap(workers, block=True)
         shutil.rmtree(directory, ignore_errors=True)
 
-    _exit_when_closed(sys.stdin.buffer.read1, 0, before=end)
+    _exit_when_closed(read_parent, 0, before=end)
 
     def abort(signum, frame) -> None:  # SIGTERM: Pool.abort
         for pid in list(workers):
@@ -260,6 +356,9 @@ def _serve(listener_fd: int, directory: str, preload: list[str]) -> int:
     quick_bundle_ends()
     for module in (*_PRELOAD, *preload):
         importlib.import_module(module)
+    for module in _PRELOAD_IF_PRESENT:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     root = logging.getLogger()
     for handler in list(root.handlers):  # what a log call during the imports set up: the harness
         root.removeHandler(handler)      # sends its log to the runner, which shows what matters
@@ -286,12 +385,12 @@ def _reap(workers: set[int], block: bool) -> None:
 
 def _work(connection: socket.socket, sdk_worker_main) -> None:
     """One worker: Beam's harness on the environment its client handed over."""
-    connection.sendall(_TAKEN)
-    request = json.loads(connection.makefile("rb").readline())
+    connection.sendall(warm_client.TAKEN)
+    cwd, environ = warm_client.read_request(connection)
     _exit_when_closed(connection.recv, 1)
-    os.chdir(request["cwd"])  # as a worker the runner started itself would be
+    os.chdir(cwd)  # as a worker the runner started itself would be
     os.environ.clear()
-    os.environ.update(request["environ"])
+    os.environb.update(environ)
     code = 0
     try:
         log_handler, harness, _ = sdk_worker_main.create_harness(os.environ)
@@ -309,35 +408,5 @@ def _work(connection: socket.socket, sdk_worker_main) -> None:
     os._exit(code)
 
 
-def _attach(address: str) -> int:
-    # SIGINT is ignored from before this interpreter started (`Pool.command`):
-    # a Ctrl-C that lands while Python is still importing `site` would
-    # otherwise end it with "Fatal Python error" on the command's stderr.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(address)
-        request = {"cwd": os.getcwd(), "environ": dict(os.environ)}
-        connection.sendall(json.dumps(request).encode() + b"\n")
-        connection.settimeout(_ACCEPT_SECONDS)
-        taken = connection.recv(1)
-        connection.settimeout(None)
-        code = connection.recv(1) if taken == _TAKEN else b""
-    except TimeoutError:
-        print(f"albertprep worker: no warm worker process took this worker within {_ACCEPT_SECONDS:.0f} s",
-              file=sys.stderr)
-        return 1
-    except ConnectionRefusedError:  # the socket is there but no zygote listens: it died
-        print(f"albertprep worker: the warm worker processes at {address} are gone", file=sys.stderr)
-        return 1
-    except OSError:  # the pool was closed or aborted (Ctrl-C) as this worker started
-        return 1
-    # No byte: the worker or the pool ended before the worker's result was
-    # sent; the runner reports the failed worker, or has itself gone (Ctrl-C).
-    return code[0] if code else 1
-
-
-if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        sys.exit(_serve(int(sys.argv[2]), sys.argv[3], sys.argv[4:]))
-    sys.exit(_attach(sys.argv[2]))
+if __name__ == "__main__":  # serve LISTENER_FD DIRECTORY [PRELOAD ...]: the zygote, as a new interpreter
+    sys.exit(_serve(int(sys.argv[2]), sys.argv[3], sys.argv[4:], sys.stdin.buffer.read1))

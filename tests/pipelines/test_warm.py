@@ -98,8 +98,8 @@ def test_the_workers_cpu_time_is_counted_in_the_commands_and_nothing_is_left_beh
 
 
 def test_the_albertprep_entry_point_runs_a_two_worker_job(tmp_path):
-    """`python -m albertprep` starts the zygote before the CLI's imports, and
-    its output is the same as one worker's."""
+    """`python -m albertprep` forks the zygote from the command at its first
+    pipeline, and its output is the same as one worker's."""
     chosen = [str(BOOKS / name) for name in ("austen-emma.txt", "austen-sense.txt", "chesterton-ball.txt")]
     outputs = {}
     for workers in (1, 2):
@@ -112,6 +112,42 @@ def test_the_albertprep_entry_point_runs_a_two_worker_job(tmp_path):
         assert done.stdout.strip().splitlines()[-1].startswith(f"{len(chosen)} documents from")  # flushed before exit
         outputs[workers] = [p.read_bytes() for p in sorted(output.glob("documents-*"))]
     assert len(outputs[1]) == 2 * len(chosen) and outputs[1] == outputs[2]  # a .jsonl and a .txt per book
+
+
+@pytest.mark.parametrize(("other_thread", "forked"), [(False, True), (True, False)])
+def test_the_zygote_is_forked_from_a_process_with_one_thread_else_started_anew(tmp_path, other_thread, forked):
+    """A command with no thread but its main one (as `prestart` leaves it)
+    forks its zygote, which then shares the command's command line and
+    imports no Beam of its own; one running another thread (here a Python
+    one; native ones count the same) must not fork, and starts the zygote
+    as a new interpreter. The pipeline runs either way."""
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import sys, threading, time
+        from albertprep.pipelines import warm
+        warm.prestart(["extract", "in", "--workers", "2"])
+        if sys.argv[1] == "thread":
+            threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        import apache_beam as beam
+        from albertprep.pipelines import runners
+        pipeline = runners.make_pipeline([], workers=2)
+        (pipeline | beam.Create(range(6), reshuffle=False) | beam.Map(lambda x: (x % 2, x)) | beam.GroupByKey()
+         | beam.Map(lambda kv: print(kv[0], sorted(kv[1]), flush=True)))
+        pipeline.run().wait_until_finish()
+        zygote = warm.pool()._zygote.pid
+        with open(f"/proc/{zygote}/cmdline", "rb") as theirs, open("/proc/self/cmdline", "rb") as ours:
+            print("forked" if theirs.read() == ours.read() else "started")
+    """))
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    env.pop("OPENBLAS_NUM_THREADS", None)  # as a user's shell has it: prestart sets it
+    done = subprocess.run([sys.executable, str(script), "thread" if other_thread else "none"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.split()
+    assert lines[-1] == ("forked" if forked else "started")
+    assert sorted(done.stdout.splitlines()[:-1]) == ["0 [0, 2, 4]", "1 [1, 3, 5]"]
+    beam_imports = [line for line in done.stderr.splitlines() if line.rstrip().endswith("| apache_beam")]
+    assert len(beam_imports) == (1 if forked else 2)
 
 
 def test_the_entry_point_keeps_a_beam_commands_exit_code_and_last_line():
