@@ -1,10 +1,12 @@
 """The `albertprep` command's entry point.
 
-It starts the local runner's warm worker processes (pipelines/warm.py) for a
-`--workers N` job before anything heavy is imported, so that the workers'
-imports run beside the command's own; then it hands over to the CLI.
-`python -m albertprep.cli` runs the same CLI and starts its workers when its
-first pipeline runs instead.
+Before anything heavy is imported it readies a local Beam job's process
+(pipelines/warm.py's `prestart`: Beam's unused connectors left out and
+one OpenBLAS thread, and one malloc arena where `--workers N` asks for warm
+workers, so that their zygote can be forked from this process at the first
+pipeline); then it hands over to the CLI. `python -m albertprep.cli` runs
+the same CLI without that, and starts its workers' zygote as a new
+interpreter.
 
 A Beam command that has finished skips the interpreter's teardown: it runs
 the exit handlers (the warm workers are waited for there) and flushes its
