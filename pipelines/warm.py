@@ -16,7 +16,7 @@ environment Beam gives its workers) but starts it differently:
   first pipeline forks it from the command itself, which has imported
   Beam and the stages by then and has loaded what the workers will need
   (the instance stage's tokenizer: `prepare.share_tokenizer`), so the
-  zygote imports nothing of weight and its workers load no model. It had
+  zygote imports nothing of weight and its workers parse no model. It had
   been a second interpreter started beside the command, importing Beam
   side by side with it: on two cores the two imports slowed each other
   (the command's own took 0.64 s against 0.47 s alone, timed in the same
@@ -24,12 +24,11 @@ environment Beam gives its workers) but starts it differently:
   prepare of books x4 on two workers (paired runs, medians), the fork took
   3.47 s down to 3.34 and 6.25 CPU-s to 5.55; forking at the first
   pipeline rather than as the command started, a further 2% (3.28 against
-  3.38 s). Forking is only safe in
-  a process that runs no other thread (`_single_threaded`): `prestart`
-  (which the `albertprep` entry point and `python -m albertprep` call)
-  makes the command one, and a process that is not (a test's, or one with
-  `OPENBLAS_NUM_THREADS` of its own) starts the zygote as a new
-  interpreter instead.
+  3.38 s). Forking is only safe in a process that runs no other thread
+  (`_single_threaded`): `prestart` (which the `albertprep` entry point and
+  `python -m albertprep` call) makes the command one, and a process that
+  is not (a test's, or one with an `OPENBLAS_NUM_THREADS` of its own)
+  starts the zygote as a new interpreter instead.
 - The worker command the runner launches is a small client
   (pipelines/warm_client.py, the standard library only): it connects,
   hands over its environment and exits with the worker's exit code.
@@ -41,10 +40,9 @@ environment Beam gives its workers) but starts it differently:
 Forking is safe here because neither the command at its first pipeline nor
 the zygote has started gRPC or any thread: importing grpc starts no thread
 and opens no channel; every channel and server is made in the forked
-worker.
-The zygote ends when its parent closes its stdin (the parent exited or
-closed the pool); a worker ends when its client goes away
-(the runner stopped it). Ctrl-C is the parent's to handle: the zygote, its
+worker. The zygote ends when its parent closes its stdin (the parent exited
+or closed the pool); a worker ends when its client goes away (the runner
+stopped it). Ctrl-C is the parent's to handle: the zygote, its
 workers and the clients ignore SIGINT and end with their peers (so a
 Ctrl-C prints the command's one line, not a traceback from each client).
 
@@ -115,7 +113,8 @@ class _ForkedZygote:
             code = 1
             try:
                 os.close(write)
-                code = _serve(listener.fileno(), directory, list(preload), lambda size: os.read(read, size))
+                # detached: the zygote's own socket object owns the descriptor from here
+                code = _serve(listener.detach(), directory, list(preload), lambda size: os.read(read, size))
             finally:
                 os._exit(code)
         os.close(read)
