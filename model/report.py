@@ -83,12 +83,15 @@ def data_figure(statistics: dict, split: str, max_ngram: int) -> plt.Figure:
     lengths.set(xlabel="tokens", ylabel="instances (log scale)", title=f"Instance lengths ({split} split)")
     lengths.text(0.02, 0.95, f"{shorter:.1%} shorter than {len(histogram) - 1} tokens", transform=lengths.transAxes,
                  va="top")
-    counts = statistics["ngram_histogram"]
+    # n as a number (the manifest's keys are strings): an axis of strings
+    # that parse as numbers makes matplotlib log a notice on every report
+    counts = {int(n): c for n, c in statistics["ngram_histogram"].items()}
     total = max(1, sum(counts.values()))
     ngrams.bar(list(counts), [c / total for c in counts.values()], label="masked spans")
-    expected = np.array([1 / n for n in range(1, max_ngram + 1)])
-    ngrams.plot([str(n) for n in range(1, max_ngram + 1)], expected / expected.sum(), "k_", markersize=30,
+    positions = np.arange(1, max_ngram + 1)
+    ngrams.plot(positions, (1 / positions) / (1 / positions).sum(), "k_", markersize=30,
                 markeredgewidth=2, label="p(n) ∝ 1/n (ALBERT)")
+    ngrams.set_xticks(positions)
     ngrams.set(xlabel="n (words)", ylabel="share of masked spans", title=f"Masked span lengths ({split} split)")
     ngrams.legend()
     fractions = statistics["replacement_fractions"]
