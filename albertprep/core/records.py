@@ -303,11 +303,21 @@ class MaskingStats:
     maskable_tokens: int = 0
 
     def merge(self, other: MaskingStats) -> None:
-        self.ngram_counts += other.ngram_counts
-        self.free_ngram_counts += other.free_ngram_counts
+        self.ngram_counts = _added(self.ngram_counts, other.ngram_counts)
+        self.free_ngram_counts = _added(self.free_ngram_counts, other.free_ngram_counts)
         self.replacement_counts += other.replacement_counts
         self.masked_tokens += other.masked_tokens
         self.maskable_tokens += other.maskable_tokens
+
+
+def _added(total: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`total` plus `counts`, the shorter read as zeros past its end: the
+    n-gram counts hold max_ngram + 1 entries, 4 until a max_ngram over 3
+    needs more."""
+    if len(counts) > len(total):
+        total = np.concatenate([total, np.zeros(len(counts) - len(total), total.dtype)])
+    total[:len(counts)] += counts
+    return total
 
 
 @functools.lru_cache
@@ -571,8 +581,8 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     input_ids[token[is_mask]] = vocab.mask_id
     input_ids[token[is_random]] = random_ids[(piece_draw[is_random] * len(random_ids)).astype(np.int64)]
     if stats is not None:
-        stats.ngram_counts[1:max_ngram + 1] += ngram_counts[1:]
-        stats.free_ngram_counts[1:max_ngram + 1] += free_counts[1:]
+        stats.ngram_counts = _added(stats.ngram_counts, ngram_counts)  # (no n-gram of 0 words: entry 0 stays 0)
+        stats.free_ngram_counts = _added(stats.free_ngram_counts, free_counts)
         stats.replacement_counts += kinds
         stats.masked_tokens += len(token)
         stats.maskable_tokens += int((lengths - 3).sum())

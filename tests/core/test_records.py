@@ -77,6 +77,27 @@ def test_ngrams_never_cross_sep():
     assert stats.ngram_counts[2:].sum() == 0 and stats.ngram_counts[1] > 0
 
 
+def test_a_max_ngram_over_three_counts_every_span_length():
+    """--max-ngram 5 masks spans of 4 and 5 words and counts them (the
+    counts had room for 3 and failed the stage with a broadcast error),
+    and counts merged with the default's keep every length."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 30000, 128)
+    ids[[0, 64, 127]] = [2, 3, 3]
+    word_starts = np.ones(128, bool)  # every token a word: room for any span
+    config = MaskingConfig(max_predictions_per_seq=20, masked_lm_prob=0.15, max_ngram=5)
+    stats = MaskingStats()
+    for seed in range(50):
+        mask_instance(ids, word_starts, 63, np.random.default_rng(seed), config, VOCAB, stats)
+    assert len(stats.ngram_counts) == 6 and stats.ngram_counts[0] == 0 and (stats.ngram_counts[1:] > 0).all()
+    assert stats.masked_tokens == 50 * 19 == (stats.ngram_counts * np.arange(6)).sum()
+    merged = MaskingStats()
+    merged.merge(stats)
+    merged.merge(stats)
+    np.testing.assert_array_equal(merged.ngram_counts, 2 * stats.ngram_counts)
+    np.testing.assert_array_equal(merged.free_ngram_counts, 2 * stats.free_ngram_counts)
+
+
 def test_masking_keeps_whole_words_and_the_budget():
     rng = np.random.default_rng(7)
     length, len_a = 120, 50
