@@ -331,6 +331,20 @@ def _length_cdfs(max_ngram: int) -> list[list[float]]:
     return cdfs
 
 
+@functools.lru_cache
+def _cdf_columns(max_ngram: int) -> tuple[np.ndarray, ...]:
+    """columns[k][r]: the cumulative p(n) up to n = k + 1 for a window of
+    r + 1 words, inf past the window; read a column at a time (mask_flat),
+    made once per max_ngram, not once per batch."""
+    table = np.full((max_ngram, max_ngram), np.inf)
+    for r, cdf in enumerate(_length_cdfs(max_ngram)):
+        table[r, :len(cdf)] = cdf
+    columns = tuple(np.ascontiguousarray(table[:, k]) for k in range(max_ngram))
+    for column in columns:
+        column.flags.writeable = False  # shared by every call
+    return columns
+
+
 def mask_budget(length: int, config: MaskingConfig) -> int:
     """Masked positions of an instance of `length` tokens, exactly: ALBERT's
     min(max_predictions, max(1, round(L * masked_lm_prob)))."""
@@ -488,9 +502,6 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     ngram_at = draw_at + word_slots
     kind_at = draw_at + 2 * word_slots
     piece_at = kind_at + position_slots
-    cdf_table = np.full((max_ngram, max_ngram), np.inf)
-    for k, cdf in enumerate(_length_cdfs(max_ngram)):
-        cdf_table[k, :len(cdf)] = cdf
     order = np.arange(total_words)  # the shuffles, in place: place -> word (global numbers)
     covered = np.zeros(total_words + max_ngram, bool)  # by word: spans are whole words until the fill
     masked = np.zeros(rows, np.int64)
@@ -498,7 +509,7 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     span_rows, span_starts, span_ends = [], [], []  # each step's spans, in the order taken
     ngram_counts = np.zeros(max_ngram + 1, np.int64)
     free_counts = np.zeros(max_ngram + 1, np.int64)
-    cdf_columns = [np.ascontiguousarray(cdf_table[:, k]) for k in range(max_ngram)]
+    cdf_columns = _cdf_columns(max_ngram)
     live = np.arange(rows)
     for step in range(int(step_limit.max())):
         live = live[(masked[live] < budget[live]) & (step < step_limit[live])]
