@@ -115,12 +115,10 @@ def main() -> None:
         out = tmp / "out"
         common = ("--eval-fraction", "0", "--max-predictions-per-seq", "20")
 
-        startup_walls = {}
-        for workers in (1, 2):
-            startup = [prepare(tiny, out, model, *common, "--workers", str(workers))[:2] for _ in range(3)]
-            startup_walls[workers] = statistics.median(s[0] for s in startup)
-            if workers == 1:
-                startup_cpu = statistics.median(s[1] for s in startup)
+        startup = {workers: [prepare(tiny, out, model, *common, "--workers", str(workers))[:2] for _ in range(3)]
+                   for workers in (1, 2)}
+        startup_walls = {workers: statistics.median(run[0] for run in runs) for workers, runs in startup.items()}
+        startup_cpu = statistics.median(run[1] for run in startup[1])
         print(f"start-up (prepare of one short document): {startup_walls[1]:.2f} s wall, {startup_cpu:.2f} CPU s "
               f"(target <= 2 s); with 2 workers {startup_walls[2]:.2f} s wall")
 
