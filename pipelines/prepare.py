@@ -315,10 +315,14 @@ def _worker_tokenizer(model_path: str, do_lower_case: bool, albert_compat: bool)
     job after another."""
     with FileSystems.open(model_path) as f:
         model = f.read()
-    key = (hashlib.sha256(model).digest(), do_lower_case, albert_compat)
+    key = _tokenizer_key(hashlib.sha256(model).hexdigest(), do_lower_case, tex_quotes=not albert_compat)
     if key not in _TOKENIZERS:
         share_tokenizer(Tokenizer(model, do_lower_case, tex_quotes=not albert_compat))
     return _TOKENIZERS[key]
+
+
+def _tokenizer_key(sha256: str, do_lower_case: bool, tex_quotes: bool) -> tuple:
+    return sha256, do_lower_case, tex_quotes
 
 
 def share_tokenizer(tokenizer: Tokenizer) -> None:
@@ -327,7 +331,7 @@ def share_tokenizer(tokenizer: Tokenizer) -> None:
     planned the job hands over the model it checked, to its in-process
     worker and to the warm workers forked from it (pipelines/warm.py)."""
     _TOKENIZERS.clear()  # one model at a time
-    _TOKENIZERS[(bytes.fromhex(tokenizer.sha256), tokenizer.do_lower_case, not tokenizer.tex_quotes)] = tokenizer
+    _TOKENIZERS[_tokenizer_key(tokenizer.sha256, tokenizer.do_lower_case, tokenizer.tex_quotes)] = tokenizer
 
 
 def _tokenized(tokenizer: Tokenizer, document: Document) -> TokenizedDocument:

@@ -260,3 +260,17 @@ def test_a_mistyped_flag_is_refused_not_passed_to_beam(command, tmp_path, capsys
     assert error.count("\n") == 0 and "--dupe-facotr" in error and "--job_name" not in error
     if command == "prepare":
         assert "did you mean --dupe-factor?" in error
+
+
+def test_the_stage_uses_the_tokenizer_the_command_shared_for_its_model_and_settings(tmp_path):
+    """The command hands the tokenizer it checked to its in-process worker
+    and to the warm workers forked from it (`share_tokenizer`): a stage
+    reading the same model bytes from another path gets that one object,
+    with its tables; --albert-compat (ALBERT's quotes) gets its own."""
+    shared = Tokenizer.from_file(str(ALBERT_MODEL))
+    prepare.share_tokenizer(shared)
+    copy = tmp_path / "spm.model"
+    copy.write_bytes(ALBERT_MODEL.read_bytes())
+    assert prepare._worker_tokenizer(str(copy), True, False) is shared
+    compat = prepare._worker_tokenizer(str(copy), True, True)
+    assert compat is not shared and not compat.tex_quotes
