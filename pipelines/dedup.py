@@ -42,7 +42,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -190,6 +191,14 @@ def read_paragraph_table(path: str) -> Iterator[tuple[str, np.ndarray]]:
         yield ident, keys[end - count:end]
 
 
+# One bucket's items in a run file: (path, offset, size). The stages that
+# write runs yield (bucket, Segment), and (0, None) as a marker.
+Segment = tuple[str, int, int]
+# A process() annotation is the type hint Beam picks a coder by. The keys
+# FindBoilerplate yields are unsigned 64-bit hashes, which Beam's VarIntCoder
+# for int (signed 64-bit) refuses: they are typed Any, so they are pickled.
+
+
 class _RunFile:
     """A RunBuffer's runs in one file a flush, a bucket a segment: a task
     writes one file, not one per bucket (creating a file costs far more
@@ -266,7 +275,7 @@ class Fingerprint(runners.StageFn):
         self._work_dir = work_dir
         self._buckets = buckets
 
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
+    def process(self, keyed: tuple[int, Iterable[ReadRange]]) -> Iterator[tuple[int, Segment | None]]:
         config = self._config
         for read_range in keyed[1]:
             run_file = _RunFile(FileSystems.join(self._work_dir, "bands"), read_range.index)
@@ -352,7 +361,7 @@ class MatchBucket(runners.StageFn):
         self._config = config
         self._work_dir = work_dir
 
-    def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, dict]]:
+    def process(self, keyed: tuple[int, Iterable[Segment | None]]) -> Iterator[tuple[int, dict]]:
         bucket, segments = keyed
         counts = Counter()
         path = FileSystems.join(self._work_dir, "pairs", f"{bucket:03d}.jsonl")
@@ -372,7 +381,7 @@ class Cluster(runners.StageFn):
         self._output_dir = output_dir
         self._work_dir = work_dir
 
-    def process(self, keyed: tuple[int, list[dict]]) -> Iterator[dict]:
+    def process(self, keyed: tuple[int, Iterable[dict]]) -> Iterator[dict]:
         clusters = fingerprints.Clusters()
         exact_clusters = fingerprints.Clusters()  # of the exact pairs alone: is a duplicate the same text as its kept?
         how: dict[str, float] = {}  # id -> the highest estimate of its pairs
@@ -462,7 +471,7 @@ class CountParagraphs(runners.StageFn):
         super().setup()
         self._removed = RemovedIds(self._output_dir)
 
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, str]]:
+    def process(self, keyed: tuple[int, Iterable[ReadRange]]) -> Iterator[tuple[int, Segment | None]]:
         for read_range in keyed[1]:
             run_file = _RunFile(FileSystems.join(self._work_dir, "paragraphs"), read_range.index)
             buffer = runs.RunBuffer(_RUN_BUFFER_BYTES, run_file.write)
@@ -481,7 +490,7 @@ class FindBoilerplate(runners.StageFn):
     def __init__(self, min_documents: int):
         self._min_documents = min_documents
 
-    def process(self, keyed: tuple[int, list[tuple[str, int, int]]]) -> Iterator[tuple[int, list[int]]]:
+    def process(self, keyed: tuple[int, Iterable[Segment | None]]) -> Iterator[tuple[int, list[Any]]]:
         _, segments = keyed
         with _opened([s for s in segments if s is not None]) as items:
             found = [key for key, _ in _groups(items, self._min_documents)]  # each document adds a key once
@@ -492,7 +501,7 @@ class WriteBoilerplate(runners.StageFn):
     def __init__(self, work_dir: str):
         self._work_dir = work_dir
 
-    def process(self, keyed: tuple[int, list[list[int]]]) -> Iterator[int]:
+    def process(self, keyed: tuple[int, Iterable[list[Any]]]) -> Iterator[int]:
         keys = np.array(sorted(k for part in keyed[1] for k in part), dtype=np.uint64)
         with atomic.created(FileSystems.join(self._work_dir, "boilerplate.npy")) as f:
             np.save(f, keys)
@@ -644,7 +653,7 @@ class WriteRange(runners.StageFn):
             with FileSystems.open(FileSystems.join(self._work_dir, "exclude.npz")) as f:
                 stored = np.load(f)
                 self._tables = [stored[f"file{i}"] for i in range(self._exclude_count)]
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, dict]]:
+    def process(self, keyed: tuple[int, Iterable[ReadRange]]) -> Iterator[tuple[int, dict]]:
         for read_range in keyed[1]:
             yield 0, self._write(read_range)
 
@@ -731,7 +740,7 @@ class WriteSummary(runners.StageFn):
         self._upstream = upstream
         self._config = config
 
-    def process(self, keyed: tuple[int, list[dict]]) -> Iterator[dict]:
+    def process(self, keyed: tuple[int, Iterable[dict]]) -> Iterator[dict]:
         with FileSystems.open(FileSystems.join(self._work_dir, "match.json")) as f:
             matched = json.loads(f.read())
         boilerplate_keys = None

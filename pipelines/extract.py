@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -51,7 +51,7 @@ class ExtractTask(runners.StageFn):
         self._output_dir = output_dir
         self._task_count = task_count
 
-    def process(self, keyed_tasks: tuple[int, list[sources.ReadTask]]) -> Iterator[dict]:
+    def process(self, keyed_tasks: tuple[int, Iterable[sources.ReadTask]]) -> Iterator[dict]:
         for task in keyed_tasks[1]:
             yield self._extract(task)
 
@@ -189,7 +189,7 @@ class WriteSummary(runners.StageFn):
         self._output_dir = output_dir
         self._inputs = inputs
 
-    def process(self, keyed_reports: tuple[int, list[dict]]) -> Iterator[dict]:
+    def process(self, keyed_reports: tuple[int, Iterable[dict]]) -> Iterator[dict]:
         summary = summarize(list(keyed_reports[1]), self._inputs)
         text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
         with atomic.created(FileSystems.join(self._output_dir, SUMMARY)) as f:

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -215,7 +216,9 @@ class SampleSentences(runners.StageFn):
         self._config = config
         self._threshold = rate * 2.0**64
 
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple[int, str]]]:
+    # Any: the priority is an unsigned 64-bit hash, past the signed range of
+    # the VarIntCoder Beam would code an int hint with
+    def process(self, keyed: tuple[int, Iterable[ReadRange]]) -> Iterator[tuple[int, tuple[Any, str]]]:
         from albertprep.core.tokenizer import normalize
 
         for read_range in keyed[1]:
@@ -233,7 +236,7 @@ class TrainSentencePiece(runners.StageFn):
         self._config = config
         self._output_dir = output_dir
 
-    def process(self, keyed: tuple[int, list[tuple[int, str]]]) -> Iterator[str]:
+    def process(self, keyed: tuple[int, Iterable[tuple[int, str]]]) -> Iterator[str]:
         import io
 
         import sentencepiece as spm
@@ -365,7 +368,7 @@ class SelectPoolDocuments(runners.StageFn):
         super().setup()
         self._tokenizer = _worker_tokenizer(self._model_path, self._do_lower_case, True)
 
-    def process(self, keyed: tuple[int, list[ReadRange]]) -> Iterator[tuple[int, tuple]]:
+    def process(self, keyed: tuple[int, Iterable[ReadRange]]) -> Iterator[tuple[int, tuple]]:
         config = self._config
         max_tokens = config.instances.max_seq_length - 3
         for read_range in keyed[1]:
@@ -382,7 +385,7 @@ class WritePool(runners.StageFn):
     def __init__(self, path: str):
         self._path = path
 
-    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[str]:
+    def process(self, keyed: tuple[int, Iterable[tuple]]) -> Iterator[str]:
         pools: dict[str, list[PooledDocument]] = {split: [] for split in SPLITS}
         for split_index, _, _, pooled in sorted(keyed[1], key=lambda item: item[:3]):
             pools[SPLITS[split_index]].append(pooled)
@@ -432,7 +435,7 @@ class MakeInstances(runners.StageFn):
             with FileSystems.open(FileSystems.join(self._runs_dir, B_POOL_FILE)) as f:
                 self._pools = {split: BPool(pooled) for split, pooled in pickle.loads(f.read()).items()}
 
-    def process(self, keyed: tuple[int, list[tuple[ReadRange, ...]]]) -> Iterator[tuple]:
+    def process(self, keyed: tuple[int, Iterable[tuple[ReadRange, ...]]]) -> Iterator[tuple]:
         for task in keyed[1]:
             yield from self._process_task(task)
 
@@ -536,7 +539,7 @@ class WriteShard(runners.StageFn):
         self._output_dir = output_dir
         self._shard_counts = shard_counts
 
-    def process(self, keyed: tuple[tuple[int, int], list[tuple[int, tuple[int, ...]]]]) -> Iterator[tuple]:
+    def process(self, keyed: tuple[tuple[int, int], Iterable[tuple[int, tuple[int, ...]]]]) -> Iterator[tuple]:
         """`keyed`: the shard, and each task's (index, parts) that wrote runs to it."""
         (split_index, shard), tasks = keyed
         split = SPLITS[split_index]
@@ -631,7 +634,7 @@ class WriteManifest(runners.StageFn):
         self._shard_counts = shard_counts
         self._manifest_base = manifest_base
 
-    def process(self, keyed: tuple[int, list[tuple]]) -> Iterator[Manifest]:
+    def process(self, keyed: tuple[int, Iterable[tuple]]) -> Iterator[Manifest]:
         shards = {split: {} for split in SPLITS}
         stats = {split: [] for split in SPLITS}
         documents = []
@@ -677,7 +680,10 @@ def build_instances(pipeline: beam.Pipeline, tasks: list[tuple[ReadRange, ...]],
     )
     shards = (
         made
+        # the hint: Beam infers Tuple[Any, ...] from the slice, which its
+        # GroupByKey (2.78 on) refuses as not a key-value pair
         | "Runs" >> beam.FlatMap(lambda item: [item[1:]] if item[0] == "runs" else [])
+        .with_output_types(tuple[tuple[int, int], tuple[int, tuple[int, ...]]])
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.ParDo(WriteShard(output_dir, shard_counts))
     )
