@@ -6,10 +6,10 @@ DEMO := demo-output
 
 .PHONY: install demo test test-all lint bench clean
 
-$(BIN)/albertprep: setup.py
+$(BIN)/albertprep: setup.py .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,bench]' -c .ci/constraints.txt
 	touch $@
 
 install: $(BIN)/albertprep
