@@ -41,6 +41,8 @@ def test_on_dask_every_partition_gets_one_bin_of_equal_weight(dask_cluster, tmp_
         (tmp_path / f"{key}.json").write_text(json.dumps(group))
 
     _ = pipeline | runners.Distribute(pieces, lambda p: p[1]) | beam.Map(record)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    result.client.close()  # else it outlives the session's cluster, and retries it at exit with a traceback
     seen = [[tuple(p) for p in json.loads(f.read_text())] for f in sorted(tmp_path.glob("*.json"))]
     assert seen == runners.balanced_bins(pieces, lambda p: p[1], 3)
