@@ -194,9 +194,6 @@ def read_paragraph_table(path: str) -> Iterator[tuple[str, np.ndarray]]:
 # One bucket's items in a run file: (path, offset, size). The stages that
 # write runs yield (bucket, Segment), and (0, None) as a marker.
 Segment = tuple[str, int, int]
-# A process() annotation is the type hint Beam picks a coder by. The keys
-# FindBoilerplate yields are unsigned 64-bit hashes, which Beam's VarIntCoder
-# for int (signed 64-bit) refuses: they are typed Any, so they are pickled.
 
 
 class _RunFile:
@@ -490,6 +487,9 @@ class FindBoilerplate(runners.StageFn):
     def __init__(self, min_documents: int):
         self._min_documents = min_documents
 
+    # A process() annotation is the type hint Beam picks a coder by. The keys
+    # are unsigned 64-bit hashes, which Beam's VarIntCoder for int (signed
+    # 64-bit) refuses: typed Any, they are pickled.
     def process(self, keyed: tuple[int, Iterable[Segment | None]]) -> Iterator[tuple[int, list[Any]]]:
         _, segments = keyed
         with _opened([s for s in segments if s is not None]) as items:
