@@ -236,7 +236,7 @@ class TrainSentencePiece(runners.StageFn):
         self._config = config
         self._output_dir = output_dir
 
-    def process(self, keyed: tuple[int, Iterable[tuple[int, str]]]) -> Iterator[str]:
+    def process(self, keyed: tuple[int, Iterable[tuple[Any, str]]]) -> Iterator[str]:
         import io
 
         import sentencepiece as spm
