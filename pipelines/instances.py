@@ -41,7 +41,6 @@ from albertprep.core.records import (
     encode_flat,
     fixed_draw_block,
     mask_flat,
-    ragged_arange,
 )
 from albertprep.core.tokenizer import SPECIAL_PIECES
 
@@ -201,19 +200,30 @@ def truncate_pairs(len_a: np.ndarray, len_b: np.ndarray, max_tokens: int,
     those of the pairs before it. Which side each step hits depends on the
     lengths alone, so the steps are laid out at once: the longer side down
     to the other, then turns, the other side first.
+
+    The draws fronts are counted by running sums over all the pairs' draws:
+    a pair's fronts are a difference of two, and those of its second side
+    (its steps lead, lead + 2, ...: one parity of the batch's draw numbers)
+    a difference of the running sum of that parity. Nothing is laid out a
+    step at a time.
     """
-    rows = len(len_a)
     excess = np.maximum(len_a + len_b - max_tokens, 0)
     a_first = len_a > len_b
     lead = np.minimum(excess, np.where(a_first, len_a - len_b, len_b - len_a + 1))
     cut_second = (excess - lead + 1) // 2  # steps lead, lead + 2, ... of each pair
     cut_first = excess - cut_second
-    row = np.repeat(np.arange(rows), excess)
-    step = ragged_arange(excess)
-    front = draws[:len(row)] < 0.5
-    second = (step >= lead[row]) & ((step - lead[row]) % 2 == 0)
-    front_all = np.bincount(row[front], minlength=rows)
-    front_second = np.bincount(row[front & second], minlength=rows)
+    ends = np.cumsum(excess)
+    starts = ends - excess
+    front = draws[:int(ends[-1]) if len(ends) else 0] < 0.5
+    fronts = np.concatenate([[0], np.cumsum(front)])  # fronts among the draws before each
+    even_front = front.copy()
+    even_front[1::2] = False
+    even_fronts = np.concatenate([[0], np.cumsum(even_front)])
+    odd_fronts = fronts - even_fronts
+    second_from = starts + lead  # a pair's first step on its second side, as a draw number of the batch
+    front_all = fronts[ends] - fronts[starts]
+    front_second = np.where(second_from % 2 == 0, even_fronts[ends] - even_fronts[second_from],
+                            odd_fronts[ends] - odd_fronts[second_from])
     front_first = front_all - front_second
     cut_a, front_a = np.where(a_first, cut_first, cut_second), np.where(a_first, front_first, front_second)
     cut_b, front_b = excess - cut_a, front_all - front_a
