@@ -475,7 +475,8 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     word_token = np.flatnonzero(flat_starts)  # a word's first token, in the batch's tokens
     bounds = np.empty(2 * rows, np.int64)
     bounds[0::2], bounds[1::2] = token_offsets, token_offsets + len_a + 1
-    counts = np.add.reduceat(flat_starts.view(np.uint8), bounds, dtype=np.int64)
+    # words a segment (from its first token to the next segment's): a search of the word starts
+    counts = np.diff(np.searchsorted(word_token, bounds), append=len(word_token))
     words_in_a, words_in_b = counts[0::2], counts[1::2]
     num_words = words_in_a + words_in_b
     word_offsets = np.cumsum(num_words) - num_words
@@ -598,24 +599,27 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     piece_draw = draws[piece_at[token_row] + slot]
     is_mask, is_random = kind_draw < 0.8, (kind_draw >= 0.8) & (kind_draw < 0.9)
     kinds = np.array([is_mask.sum(), is_random.sum(), len(kind_draw) - is_mask.sum() - is_random.sum()])
-    # Each row's positions ascending, then the masked ids laid over the
-    # originals. Rows hold consecutive token numbers, so sorting by token
-    # alone keeps the rows apart.
-    ascending = np.argsort(token)
-    token_row, token = token_row[ascending], token[ascending]
-    is_mask, is_random, piece_draw = is_mask[ascending], is_random[ascending], piece_draw[ascending]
+    # The masked ids laid over the originals (a token is masked once, so in
+    # any order); then each row's positions ascending: rows hold consecutive
+    # token numbers, so the masked tokens in ascending order are the rows'
+    # positions row after row (marked and found, not sorted).
     original_ids = np.asarray(flat.original_ids)
     input_ids = original_ids.copy()
     random_ids = vocab.random_ids
     input_ids[token[is_mask]] = vocab.mask_id
     input_ids[token[is_random]] = random_ids[(piece_draw[is_random] * len(random_ids)).astype(np.int64)]
+    marked = np.zeros(len(original_ids), bool)
+    marked[token] = True
+    ascending = np.flatnonzero(marked)
+    if len(ascending) != len(token):
+        raise AssertionError("a token was masked twice")
     if stats is not None:
         stats.ngram_counts = _added(stats.ngram_counts, ngram_counts)  # (no n-gram of 0 words: entry 0 stays 0)
         stats.free_ngram_counts = _added(stats.free_ngram_counts, free_counts)
         stats.replacement_counts += kinds
         stats.masked_tokens += len(token)
         stats.maskable_tokens += int((lengths - 3).sum())
-    return FlatMasks(input_ids, token - token_offsets[token_row], original_ids[token], taken_count)
+    return FlatMasks(input_ids, ascending - np.repeat(token_offsets, taken_count), original_ids[ascending], taken_count)
 
 
 def _fill(taken: np.ndarray, order: np.ndarray, word_start: np.ndarray, word_end: np.ndarray, offset: int,
