@@ -486,7 +486,6 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
     word_end[word_offsets + words_in_a - 1] = token_offsets + len_a + 1
     word_end[word_offsets + num_words - 1] = token_offsets + lengths - 1
     word_end[total_words:] = word_end[total_words - 1]
-    word_start = np.concatenate([word_token, np.full(max_ngram, word_token[-1])])
     if block is None:
         word_slots, position_slots = num_words, budget
         block_sizes = 2 * num_words + 2 * budget
@@ -587,7 +586,7 @@ def mask_flat(flat: FlatInstances, draws: np.ndarray, draw_at: np.ndarray, confi
             if slots < words:  # the places past the block's: from the block's own generator
                 seeded = np.random.Generator(np.random.PCG64(np.frombuffer(draws[at: at + 4].tobytes(), np.uint32)))
                 rest = np.concatenate([rest, seeded.random(words - max(shuffled, word_slots))])
-            extra.append(_fill(token[token_row == row], order, word_start, word_end, int(word_offsets[row]),
+            extra.append(_fill(token[token_row == row], order, word_token, word_end, int(word_offsets[row]),
                                words, shuffled, rest, int(budget[row] - masked[row])))
         token_row = np.concatenate([token_row, np.repeat(short, [len(e) for e in extra])])
         token = np.concatenate([token, *extra])
