@@ -286,17 +286,15 @@ class InstanceBatch:
         self._sources: list[TokenizedDocument] = []  # the documents A and B come from
         self._source_at: dict[int, int] = {}  # id(document) -> its first token in the batch's sources
         self._source_tokens = 0
-        self._a_lo: list[int] = []
-        self._a_hi: list[int] = []
-        self._b_lo: list[int] = []
-        self._b_hi: list[int] = []
-        self._labels: list[int] = []
+        # each instance's (A's first token, A's end, B's first, B's end, SOP label), end to end
+        # in one list: one extend an instance, not five appends
+        self._pairs: list[int] = []
         self._truncation_draws: list[np.ndarray] = []
         self._masking_draws: list[np.ndarray] = []
         self.tokens = 0  # of the instances so far, after truncation
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return len(self._pairs) // 5
 
     def _source(self, document: TokenizedDocument) -> int:
         at = self._source_at.get(id(document))  # the batch holds the document: its id stays its own
@@ -324,7 +322,9 @@ class InstanceBatch:
             return 0
         u = rng.random(DRAWS_PER_SLOT * sentences).tolist()
         own = self._source(document)
-        a_lo, a_hi, b_lo, b_hi, labels = self._a_lo, self._a_hi, self._b_lo, self._b_hi, self._labels
+        add = self._pairs.extend
+        last = sentences - 1
+        bisect_left = bisect.bisect_left
         made = excess = short = swapped = tokens = 0
         target, is_short = (2 + int(u[1] * (max_tokens - 1)), 1) if u[0] < short_prob else (max_tokens, 0)
         first = 0  # the chunk is sentences first..i
@@ -334,9 +334,11 @@ class InstanceBatch:
                 target, is_short = (2 + int(u[slot + 1] * (max_tokens - 1)), 1) if u[slot] < short_prob \
                     else (max_tokens, 0)
             # the first i at which the chunk reaches the target, else the last sentence
-            i = min(bisect.bisect_left(bounds, bounds[first] + target, first + 1) - 1, sentences - 1)
+            i = bisect_left(bounds, bounds[first] + target, first + 1) - 1
+            if i > last:
+                i = last
             if i == first and not compat:  # strict SOP needs two sentences: keep filling
-                if i == sentences - 1:
+                if i == last:
                     stats.dropped_sentences += 1
                     stats.dropped_tokens += bounds[i + 1] - bounds[first]
                     break
@@ -351,31 +353,22 @@ class InstanceBatch:
                     stats.dropped_tokens += hi - lo
                     continue
                 at = self._source(b_document)
-                a_lo.append(own + lo)
-                a_hi.append(own + hi)
-                b_lo.append(at + b[0])
-                b_hi.append(at + b[1])
-                labels.append(1)
+                add((own + lo, own + hi, at + b[0], at + b[1], 1))
                 stats.random_b += 1
                 length = hi - lo + b[1] - b[0]
             else:
                 split = bounds[start + 1 + int(u[slot + 2] * (i - start))]
                 if u[slot + 3] < 0.5:  # swapped: label 1
-                    a_lo.append(own + split)
-                    a_hi.append(own + hi)
-                    b_lo.append(own + lo)
-                    b_hi.append(own + split)
-                    labels.append(1)
+                    add((own + split, own + hi, own + lo, own + split, 1))
                     swapped += 1
                 else:
-                    a_lo.append(own + lo)
-                    a_hi.append(own + split)
-                    b_lo.append(own + split)
-                    b_hi.append(own + hi)
-                    labels.append(0)
+                    add((own + lo, own + split, own + split, own + hi, 0))
                 length = hi - lo
-            excess += max(0, length - max_tokens)
-            tokens += min(length, max_tokens) + 3
+            if length > max_tokens:
+                excess += length - max_tokens
+                tokens += max_tokens + 3
+            else:
+                tokens += length + 3
             made += 1
             short += is_short
         if made:
@@ -400,7 +393,7 @@ class InstanceBatch:
                                   FlatMasks(empty, empty, empty, empty), empty)
         source_ids = np.concatenate([d.ids for d in self._sources]).astype(np.int64, copy=False)
         source_starts = np.concatenate([d.word_starts for d in self._sources])
-        a_lo, a_hi, b_lo, b_hi = (np.array(v, np.int64) for v in (self._a_lo, self._a_hi, self._b_lo, self._b_hi))
+        a_lo, a_hi, b_lo, b_hi, labels = np.array(self._pairs, np.int64).reshape(rows, 5).T
         front_a, back_a, front_b, back_b = truncate_pairs(a_hi - a_lo, b_hi - b_lo, config.max_seq_length - 3,
                                                           np.concatenate(self._truncation_draws))
         stats.truncated += int(np.count_nonzero(front_a + back_a + front_b + back_b))
@@ -433,7 +426,6 @@ class InstanceBatch:
         masks = mask_flat(flat, np.concatenate(self._masking_draws), np.arange(rows) * self._block_draws,
                           config.masking, vocab, stats.masking, self._block)
         histogram += np.bincount(lengths, minlength=len(histogram))
-        labels = np.array(self._labels, np.int64)
         self.clear()
         return BuiltInstances(flat, masks, labels)
 
