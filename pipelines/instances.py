@@ -239,10 +239,15 @@ def truncate_pairs(len_a: np.ndarray, len_b: np.ndarray, max_tokens: int,
 # 2. once the pass's instances are known: the truncation draws of each in turn
 #    (one per token over max), then a fixed block of masking draws for each
 #    (records.fixed_draw_block).
-# The first block's places depend on nothing drawn, so the loop over chunks
-# calls no generator; the second is taken once the loop is done, so a batch of
-# passes is then cut and masked in NumPy at once.
+# The first block's places depend on nothing drawn; the second is taken once
+# the loop is done, so a batch of passes is then cut and masked in NumPy at
+# once. A pass uses the slots of the instances it makes, a fifth to a
+# twentieth of its sentences': the first block is drawn SLOTS_DRAWN slots at
+# a time as the loop reaches them, and the generator is advanced past the
+# rest (PCG64's advance: one step a double), which leaves it where drawing
+# them all would.
 DRAWS_PER_SLOT = 6
+SLOTS_DRAWN = 32
 
 
 class BuiltInstances(NamedTuple):
@@ -320,7 +325,8 @@ class InstanceBatch:
         sentences = len(bounds) - 1
         if not sentences:
             return 0
-        u = rng.random(DRAWS_PER_SLOT * sentences).tolist()
+        slot_draws = DRAWS_PER_SLOT * sentences
+        u = rng.random(min(slot_draws, DRAWS_PER_SLOT * SLOTS_DRAWN)).tolist()
         own = self._source(document)
         add = self._pairs.extend
         last = sentences - 1
@@ -330,6 +336,8 @@ class InstanceBatch:
         first = 0  # the chunk is sentences first..i
         while first < sentences:
             slot = DRAWS_PER_SLOT * made
+            if slot == len(u):  # the next slots (the loop takes one a step at most)
+                u += rng.random(min(slot_draws - slot, DRAWS_PER_SLOT * SLOTS_DRAWN)).tolist()
             if made and not compat:  # ALBERT draws the target once for the whole document pass
                 target, is_short = (2 + int(u[slot + 1] * (max_tokens - 1)), 1) if u[slot] < short_prob \
                     else (max_tokens, 0)
@@ -371,6 +379,7 @@ class InstanceBatch:
                 tokens += length + 3
             made += 1
             short += is_short
+        rng.bit_generator.advance(slot_draws - len(u))
         if made:
             rest = rng.random(excess + made * self._block_draws)
             self._truncation_draws.append(rest[:excess])
