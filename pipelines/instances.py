@@ -201,7 +201,7 @@ def truncate_pairs(len_a: np.ndarray, len_b: np.ndarray, max_tokens: int,
     lengths alone, so the steps are laid out at once: the longer side down
     to the other, then turns, the other side first.
 
-    The draws fronts are counted by running sums over all the pairs' draws:
+    The fronts are counted by running sums over all the pairs' draws:
     a pair's fronts are a difference of two, and those of its second side
     (its steps lead, lead + 2, ...: one parity of the batch's draw numbers)
     a difference of the running sum of that parity. Nothing is laid out a
