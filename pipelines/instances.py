@@ -416,13 +416,15 @@ class InstanceBatch:
         # 1 within a run, a jump at a run's first token; so one cumsum and
         # one gather lay the whole batch out (a ragged arange and two repeats
         # took twice as long).
-        ones = np.ones(rows, np.int64)
-        run_from = np.stack([0 * ones, a_lo, 0 * ones, b_lo, 0 * ones], 1).ravel()
+        ones, marker = np.ones(rows, np.int64), np.zeros(rows, np.int64)
+        run_from = np.stack([marker, a_lo, marker, b_lo, marker], 1).ravel()
         run_length = np.stack([ones, len_a, ones, len_b, ones], 1).ravel()
-        run_from, run_length = run_from[run_length > 0], run_length[run_length > 0]
-        total = int(lengths.sum())
-        step = np.ones(total, np.int64)
-        step[np.cumsum(run_length) - run_length] = run_from - np.concatenate([[1], run_from[:-1] + run_length[:-1]]) + 1
+        nonempty = run_length > 0
+        run_from, run_length = run_from[nonempty], run_length[nonempty]
+        jump = run_from.copy()  # from the previous run's last source token (the first run: from 0)
+        jump[1:] -= run_from[:-1] + run_length[:-1] - 1
+        step = np.ones(int(lengths.sum()), np.int64)
+        step[np.cumsum(run_length) - run_length] = jump
         source = np.cumsum(step)
         ids = source_ids[source]
         ids[offsets] = CLS
